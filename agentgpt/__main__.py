@@ -1,0 +1,3 @@
+from agentgpt.cli import main
+
+main()
