@@ -22,11 +22,12 @@ def _register_commands() -> None:
     from agentgpt.envhost import commands as envhost_commands
 
     envhost_commands.register(app)
-    try:
-        from agentgpt.train import commands as train_commands
-    except ImportError:  # the trainer's module is optional until the [train] extra is installed
-        return
+    # The trainer's commands import torch lazily, inside each command, so registering
+    # them is cheap and works without the [train] extra.
+    from agentgpt.train import agent_commands, commands as train_commands
+
     train_commands.register(app)
+    agent_commands.register(app)
 
 
 _register_commands()
