@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agentgpt.envs import register_envs
 
 __version__ = "0.1.0"
+__all__ = ["AgentGPT", "__version__"]
 
 register_envs()
+
+
+def __getattr__(name: str) -> Any:
+    # `AgentGPT` pulls in torch; resolve it on first use so that importing the package (for
+    # the env server or the clients) stays light.
+    if name == "AgentGPT":
+        from agentgpt.api import AgentGPT
+
+        return AgentGPT
+    raise AttributeError(f"module 'agentgpt' has no attribute {name!r}")
