@@ -11,6 +11,18 @@ import gymnasium
 #: Gymnasium ids shipped with the package, mapped to their entry points.
 GYMNASIUM_ENVS: dict[str, dict] = {
     "agentgpt/Remote-v0": {"entry_point": "agentgpt.remote.env:RemoteEnv"},
+    "agentgpt/MemoryCue-v0": {"entry_point": "agentgpt.envs.memory_cue:MemoryCueEnv"},
+    "agentgpt/MultiDiscreteTarget-v0": {
+        "entry_point": "agentgpt.envs.multidiscrete_target:MultiDiscreteTargetEnv"
+    },
+    "agentgpt/HybridTarget-v0": {"entry_point": "agentgpt.envs.hybrid_target:HybridTargetEnv"},
+    "agentgpt/DictObs-v0": {"entry_point": "agentgpt.envs.dict_obs:DictObsEnv"},
+}
+
+#: PettingZoo envs shipped with the package: a name an env server can register
+#: (``--register NAME=FACTORY``) mapped to its ``module:factory`` returning a ParallelEnv.
+PETTINGZOO_ENVS: dict[str, str] = {
+    "agentgpt/Landmarks-v0": "agentgpt.envs.landmarks:parallel_env",
 }
 
 

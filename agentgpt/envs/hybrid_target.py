@@ -87,7 +87,9 @@ class HybridTargetEnv(gymnasium.Env[np.ndarray, dict]):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         choice_right = int(action["choice"]) == self._choice
-        amount = float(np.clip(np.asarray(action["amount"], dtype=np.float64).reshape(-1)[0], -1, 1))
+        amount = float(
+            np.clip(np.asarray(action["amount"], dtype=np.float64).reshape(-1)[0], -1, 1)
+        )
         amount_score = max(0.0, 1.0 - abs(amount - self._amount))
         reward = 0.5 * float(choice_right) + 0.5 * amount_score
         self._t += 1

@@ -5,17 +5,22 @@ others play on, and with a reward that only a coordinated team maximizes. This e
 both and is small enough to learn with a shared-parameter policy in a few tens of
 thousands of steps.
 
-``num_agents`` agents (2 or 3) and as many landmarks sit on distinct cells of a
-``grid_size`` x ``grid_size`` grid. Each step every active agent moves (``Discrete(5)``:
-stay, up, down, left, right; moves off the grid are clipped). An agent that ends its move
-on an open landmark claims it, earns ``claim_reward`` (default ``+1``), is terminated and
-leaves ``agents``; the landmark closes. If several agents reach the same open landmark on
-the same step, the first in ``possible_agents`` order claims it and the others go on.
-Every step each agent that acted also receives the team cost
-``-step_cost * (open landmarks after the step)`` (default ``step_cost = 0.05``), the same
-for all of them: an agent pays for its teammates' slowness, so two agents chasing the same
-landmark cost the whole team. After ``max_cycles`` steps the agents still present are
-truncated.
+``num_agents`` agents (default 2, up to a few) and as many landmarks sit on distinct cells
+of a ``grid_size`` x ``grid_size`` grid. Each step every active agent moves
+(``Discrete(5)``: stay, up, down, left, right; moves off the grid are clipped). An agent
+that ends its move on an open landmark claims it, is terminated and leaves ``agents``; the
+landmark closes. If several agents reach the same open landmark on the same step, the
+first in ``possible_agents`` order claims it and the others go on. After ``max_cycles``
+steps the agents still present are truncated.
+
+Reward of each agent that acted in a step, the sum of:
+
+- the team cost ``-step_cost * (open landmarks after the step)``, the same for every
+  agent: an agent pays for its teammates' slowness, so two agents chasing the same
+  landmark cost the whole team, and lingering never pays;
+- ``claim_reward`` if it claimed a landmark this step;
+- ``progress_reward`` times the number of cells it moved closer to its nearest landmark
+  open at the start of the step (negative when it moved away).
 
 Observation of each agent, ``Box(-1, 1, (2 + 3 * num_agents + 3 * (num_agents - 1),))``
 float32: its own position scaled to ``[-1, 1]``; for each landmark its offset
@@ -23,17 +28,16 @@ float32: its own position scaled to ``[-1, 1]``; for each landmark its offset
 agent, in ``possible_agents`` order starting after itself, its offset and an "active"
 flag (zeros once gone). Offsets are relative, so one shared policy serves every agent.
 
-Team return (sum of all agents' episode returns), defaults ``grid_size = 5``,
-``max_cycles = 25``, measured over 2,000 seeded episodes (see ``tests/test_envs.py``):
+Team return (sum of all agents' episode returns) with the defaults (2 agents,
+``grid_size = 5``, ``max_cycles = 25``, ``claim_reward = 1``, ``step_cost = 0.05``,
+``progress_reward = 0.1``), over 2,000 seeded episodes:
 
-============================  =================  =================
-team                          2 agents           3 agents
-============================  =================  =================
-uniformly random actions      about -0.05        about -0.4
-trained (documented bar)      >= 1.6             >= 2.2
-greedy: nearest open landmark about 1.73         about 2.46
-best assignment (scripted)    about 1.76         about 2.55
-============================  =================  =================
+- uniformly random actions: about ``-1.6`` (often out of time);
+- scripted greedy team (each agent walks to its nearest open landmark): about ``2.29``;
+- a shared-parameter MLP PPO policy reaches about ``2.1`` (deterministic) after 60k env
+  steps; the documented bar for a trained team is ``>= 1.5``.
+
+With 3 agents the same figures are about ``-3.0`` (random) and ``3.27`` (greedy).
 
 The ``parallel_env`` factory builds the :class:`pettingzoo.ParallelEnv`; ``env`` builds
 its AEC version through PettingZoo's ``parallel_to_aec``.
@@ -41,7 +45,6 @@ its AEC version through PettingZoo's ``parallel_to_aec``.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -66,6 +69,7 @@ class LandmarksEnv(ParallelEnv):
         max_cycles: int = 25,
         claim_reward: float = 1.0,
         step_cost: float = 0.05,
+        progress_reward: float = 0.1,
         render_mode: str | None = None,
     ) -> None:
         if num_agents < 1:
@@ -79,6 +83,7 @@ class LandmarksEnv(ParallelEnv):
         self.max_cycles = int(max_cycles)
         self.claim_reward = float(claim_reward)
         self.step_cost = float(step_cost)
+        self.progress_reward = float(progress_reward)
         self.render_mode = render_mode
         self.possible_agents = [f"agent_{i}" for i in range(self.n)]
         self.agents: list[str] = []
@@ -95,11 +100,10 @@ class LandmarksEnv(ParallelEnv):
         self._active = np.zeros(self.n, dtype=bool)
         self._t = 0
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - PettingZoo requires the same object per agent
     def observation_space(self, agent: str) -> spaces.Box:
+        # The same object every call: PettingZoo seeds and compares spaces by identity.
         return self._observation_spaces[agent]
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - PettingZoo requires the same object per agent
     def action_space(self, agent: str) -> spaces.Discrete:
         return self._action_spaces[agent]
 
@@ -135,6 +139,14 @@ class LandmarksEnv(ParallelEnv):
                 parts.append(np.zeros(3))
         return np.concatenate(parts).astype(np.float32)
 
+    def _distance_to_open(self, i: int, open_: np.ndarray | None = None) -> float:
+        """Manhattan distance from agent ``i`` to its nearest open landmark, in cells."""
+        open_ = self._open if open_ is None else open_
+        if not open_.any():
+            return 0.0
+        gaps = np.abs(self._landmarks[open_] - self._positions[i]).sum(axis=1)
+        return float(gaps.min())
+
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
@@ -153,12 +165,14 @@ class LandmarksEnv(ParallelEnv):
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         acting = [i for i, a in enumerate(self.possible_agents) if self._active[i]]
+        before = {i: self._distance_to_open(i) for i in acting}
         for i in acting:
             action = actions.get(self.possible_agents[i], 0)
             move = MOVES[int(action)]
             self._positions[i] = np.clip(self._positions[i] + move, 0, self.grid_size - 1)
         self._t += 1
 
+        was_open = self._open.copy()
         claimed_by: dict[int, int] = {}
         for i in acting:
             for j in np.flatnonzero(self._open):
@@ -166,6 +180,9 @@ class LandmarksEnv(ParallelEnv):
                     self._open[j] = False
                     claimed_by[i] = int(j)
                     break
+        # Progress is measured against the landmarks open when the step began, so a
+        # teammate's claim in this same step does not turn a good move into a penalty.
+        progress = {i: before[i] - self._distance_to_open(i, open_=was_open) for i in acting}
         team_cost = -self.step_cost * float(self._open.sum())
         out_of_time = self._t >= self.max_cycles
 
@@ -176,7 +193,11 @@ class LandmarksEnv(ParallelEnv):
             agent = self.possible_agents[i]
             claimed = i in claimed_by
             observations[agent] = self._observe(i)
-            rewards[agent] = team_cost + (self.claim_reward if claimed else 0.0)
+            rewards[agent] = (
+                team_cost
+                + (self.claim_reward if claimed else 0.0)
+                + self.progress_reward * progress[i]
+            )
             terminations[agent] = claimed
             truncations[agent] = not claimed and out_of_time
             infos[agent] = {"claimed": claimed_by[i]} if claimed else {}
@@ -185,6 +206,30 @@ class LandmarksEnv(ParallelEnv):
 
     def close(self) -> None:
         self.agents = []
+
+
+def greedy_actions(env: LandmarksEnv) -> dict[str, int]:
+    """Scripted reference team: every active agent steps toward its nearest open landmark.
+
+    It ignores its teammates, so two agents may chase the same landmark; it is the
+    baseline the documented returns compare a trained team with.
+    """
+    actions: dict[str, int] = {}
+    landmarks = env.landmarks[env.open_landmarks]
+    for agent in env.agents:
+        position = env.positions[env.possible_agents.index(agent)]
+        if len(landmarks) == 0:
+            actions[agent] = 0
+            continue
+        target = landmarks[np.abs(landmarks - position).sum(axis=1).argmin()]
+        dx, dy = target - position
+        if dx != 0:
+            actions[agent] = 4 if dx > 0 else 3
+        elif dy != 0:
+            actions[agent] = 1 if dy > 0 else 2
+        else:
+            actions[agent] = 0
+    return actions
 
 
 def parallel_env(**kwargs: Any) -> LandmarksEnv:

@@ -1,1 +1,33 @@
-"""wire"""
+"""The wire format: JSON and MessagePack bodies, spaces and values.
+
+Everything that crosses the network between an environment server and its clients goes
+through this package, so both sides agree byte for byte with ``docs/protocol.md``:
+
+- :func:`encode` / :func:`decode` turn maps of plain values and NumPy arrays into bytes of
+  either encoding and back; :func:`media_type_from_header` picks the encoding.
+- :func:`space_to_wire` / :func:`space_from_wire` carry Gymnasium spaces.
+- :func:`value_to_wire` / :func:`value_from_wire` carry values of a space and give them
+  back their exact Gymnasium type.
+"""
+
+from __future__ import annotations
+
+from agentgpt.wire.codec import decode, encode
+from agentgpt.wire.errors import UnsupportedSpaceError, WireError
+from agentgpt.wire.media import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, media_type_from_header
+from agentgpt.wire.spaces import space_from_wire, space_to_wire
+from agentgpt.wire.values import value_from_wire, value_to_wire
+
+__all__ = [
+    "JSON_MEDIA_TYPE",
+    "MSGPACK_MEDIA_TYPE",
+    "UnsupportedSpaceError",
+    "WireError",
+    "decode",
+    "encode",
+    "media_type_from_header",
+    "space_from_wire",
+    "space_to_wire",
+    "value_from_wire",
+    "value_to_wire",
+]

@@ -1,0 +1,468 @@
+"""Adapters give every kind of env one request-level interface: ``reset`` and ``step``.
+
+Each adapter takes wire values in (already decoded, not yet typed), returns plain response
+maps ready for :func:`agentgpt.wire.encode`, validates actions against the action space,
+and implements the autoreset mode chosen at make time. Single-agent envs get the three
+modes here (Gymnasium's own ``Autoreset`` wrapper only knows next-step); vector envs get
+them from Gymnasium's vector classes; multi-agent envs get them here over PettingZoo's
+``ParallelEnv``.
+
+Adapter methods are blocking and run in a worker thread; the caller serializes calls on one
+adapter. Exceptions raised by env code become ``env_error``; mistakes of the client become
+the documented 4xx errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from agentgpt import wire
+from agentgpt.envhost import errors
+
+__all__ = [
+    "AUTORESET_MODES",
+    "EnvAdapter",
+    "SingleEnvAdapter",
+    "VectorEnvAdapter",
+    "MultiAgentAdapter",
+    "space_wire_or_error",
+]
+
+#: Wire names of the autoreset modes, mapped to Gymnasium's vector enum.
+AUTORESET_MODES: dict[str, AutoresetMode] = {
+    "next_step": AutoresetMode.NEXT_STEP,
+    "same_step": AutoresetMode.SAME_STEP,
+    "disabled": AutoresetMode.DISABLED,
+}
+
+_REPR_LIMIT = 200
+
+
+def _short_repr(obj: Any) -> str:
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    text = repr(obj)
+    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
+
+
+def space_wire_or_error(space: gymnasium.Space, what: str) -> dict[str, Any]:
+    """``space_to_wire``, turning an unsupported space into a clear 422."""
+    try:
+        return wire.space_to_wire(space)
+    except wire.UnsupportedSpaceError as exc:
+        raise errors.unsupported_space(f"the env's {what} cannot be served: {exc}") from exc
+
+
+def parse_action(space: gymnasium.Space, obj: Any, label: str = "action") -> Any:
+    """The Gymnasium value of a wire action, or a 422 naming the space and the value."""
+    try:
+        value = wire.value_from_wire(space, obj)
+    except wire.WireError as exc:
+        raise errors.invalid_action(
+            f"{label} {_short_repr(obj)} is not a valid value of {space}: {exc}"
+        ) from exc
+    try:
+        inside = space.contains(value)
+    except Exception:  # a space that chokes on the value has the same answer: not in it
+        inside = False
+    if not inside:
+        raise errors.invalid_action(f"{label} {_short_repr(obj)} is not in {space}")
+    return value
+
+
+def _to_wire(space: gymnasium.Space, value: Any, what: str) -> Any:
+    """``value_to_wire`` for env output; a value outside the env's own space is its bug."""
+    try:
+        return wire.value_to_wire(space, value)
+    except wire.WireError as exc:
+        raise errors.env_error(
+            wire.WireError(f"the env returned a {what} that does not fit {space}: {exc}")
+        ) from exc
+
+
+def _info_map(info: Any) -> dict[str, Any]:
+    if info is None:
+        return {}
+    if not isinstance(info, dict):
+        raise errors.env_error(TypeError(f"the env returned info of type {type(info).__name__}"))
+    return info
+
+
+class EnvAdapter:
+    """What the session layer needs from an env, whatever its kind."""
+
+    #: ``"single"``, ``"vector"`` or ``"multi_agent"``.
+    kind: str
+    num_envs: int
+    autoreset_mode: str
+    agents: list[str] | None
+    observation_space_wire: Any
+    action_space_wire: Any
+
+    def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def step(self, action: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def make_response(self) -> dict[str, Any]:
+        """The fields of the ``/make`` response that describe the env."""
+        return {
+            "num_envs": self.num_envs,
+            "observation_space": self.observation_space_wire,
+            "action_space": self.action_space_wire,
+            "agents": self.agents,
+            "autoreset_mode": self.autoreset_mode,
+        }
+
+
+class SingleEnvAdapter(EnvAdapter):
+    """A ``gymnasium.Env`` with the three autoreset modes implemented here."""
+
+    kind = "single"
+    num_envs = 1
+    agents = None
+
+    def __init__(self, env: gymnasium.Env, autoreset_mode: str, seed: int | None) -> None:
+        self.env = env
+        self.autoreset_mode = autoreset_mode
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+        self.observation_space_wire = space_wire_or_error(
+            env.observation_space, "observation space"
+        )
+        self.action_space_wire = space_wire_or_error(env.action_space, "action space")
+        self._pending_seed = seed
+        if seed is not None:
+            self.action_space.seed(seed)
+        self._has_reset = False
+        self._episode_over = False
+
+    def _reset_env(self, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, dict]:
+        try:
+            obs, info = self.env.reset(seed=seed, options=options)
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        self._has_reset = True
+        self._episode_over = False
+        return obs, _info_map(info)
+
+    def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
+        if seed is None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        obs, info = self._reset_env(seed, options)
+        return {"observation": _to_wire(self.observation_space, obs, "observation"), "info": info}
+
+    def step(self, action: Any) -> dict[str, Any]:
+        if not self._has_reset:
+            raise errors.reset_needed("call /reset before the first /step")
+        value = parse_action(self.action_space, action)
+        if self._episode_over:
+            if self.autoreset_mode == "disabled":
+                raise errors.reset_needed(
+                    "the episode is over (terminated or truncated); call /reset to start a new one"
+                )
+            # next_step: this step only resets, ignoring the action (Gymnasium 1.x).
+            obs, info = self._reset_env(None, None)
+            return {
+                "observation": _to_wire(self.observation_space, obs, "observation"),
+                "reward": 0.0,
+                "terminated": False,
+                "truncated": False,
+                "info": info,
+            }
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(value)
+            reward, terminated, truncated = float(reward), bool(terminated), bool(truncated)
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        info = _info_map(info)
+        obs_wire = _to_wire(self.observation_space, obs, "observation")
+        if terminated or truncated:
+            if self.autoreset_mode == "same_step":
+                new_obs, new_info = self._reset_env(None, None)
+                info = {**new_info, "final_observation": obs_wire, "final_info": info}
+                obs_wire = _to_wire(self.observation_space, new_obs, "observation")
+            else:
+                self._episode_over = True
+        return {
+            "observation": obs_wire,
+            "reward": reward,
+            "terminated": terminated,
+            "truncated": truncated,
+            "info": info,
+        }
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _parse_vector_seed(seed: Any, num_envs: int) -> int | list[int | None] | None:
+    if seed is None or isinstance(seed, int):
+        return seed
+    if isinstance(seed, list):
+        if len(seed) != num_envs:
+            raise errors.invalid_argument(
+                f"seed must be an integer or a list of {num_envs} seeds, got {len(seed)} items"
+            )
+        for item in seed:
+            if item is not None and (
+                not isinstance(item, int) or isinstance(item, bool) or item < 0
+            ):
+                raise errors.invalid_argument(
+                    f"each seed must be a non-negative integer or null, got {_short_repr(item)}"
+                )
+        return seed
+    raise errors.invalid_argument(
+        f"seed must be an integer, a list of integers or null, got {_short_repr(seed)}"
+    )
+
+
+class VectorEnvAdapter(EnvAdapter):
+    """A ``gymnasium.vector.VectorEnv``; autoreset is Gymnasium's own.
+
+    On the wire, same-step mode's ``final_obs`` / ``_final_obs`` infos are renamed to
+    ``final_observation`` / ``_final_observation``, the pre-1.0 names the protocol uses.
+    """
+
+    kind = "vector"
+    agents = None
+
+    def __init__(
+        self, venv: gymnasium.vector.VectorEnv, autoreset_mode: str, seed: int | None
+    ) -> None:
+        self.env = venv
+        self.num_envs = int(venv.num_envs)
+        self.autoreset_mode = autoreset_mode
+        self.observation_space = venv.observation_space
+        self.action_space = venv.action_space
+        self.observation_space_wire = space_wire_or_error(
+            venv.single_observation_space, "observation space"
+        )
+        self.action_space_wire = space_wire_or_error(venv.single_action_space, "action space")
+        self._pending_seed = seed
+        if seed is not None:
+            self.action_space.seed(seed)
+        self._has_reset = False
+        self._episode_over = np.zeros(self.num_envs, dtype=bool)
+
+    def _parse_options(self, options: dict[str, Any] | None) -> tuple[dict | None, Any]:
+        if not options or "reset_mask" not in options:
+            return options, None
+        raw = options["reset_mask"]
+        if isinstance(raw, np.ndarray):
+            raw = raw.tolist()
+        if (
+            not isinstance(raw, list)
+            or len(raw) != self.num_envs
+            or not all(isinstance(x, bool) for x in raw)
+        ):
+            raise errors.invalid_argument(
+                f"options.reset_mask must be a list of {self.num_envs} booleans,"
+                f" got {_short_repr(raw)}"
+            )
+        mask = np.array(raw, dtype=bool)
+        return {**options, "reset_mask": mask}, mask
+
+    def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
+        seed = _parse_vector_seed(seed, self.num_envs)
+        options, mask = self._parse_options(options)
+        if seed is None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        try:
+            obs, info = self.env.reset(seed=seed, options=options)
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        self._has_reset = True
+        if mask is None:
+            self._episode_over[:] = False
+        else:
+            self._episode_over[mask] = False
+        return {
+            "observation": _to_wire(self.observation_space, obs, "observation"),
+            "info": self._wire_info(info),
+        }
+
+    def _wire_info(self, info: Any) -> dict[str, Any]:
+        info = _info_map(info)
+        if "final_obs" in info or "_final_obs" in info:
+            info = dict(info)
+            if "final_obs" in info:
+                info["final_observation"] = info.pop("final_obs")
+            if "_final_obs" in info:
+                info["_final_observation"] = info.pop("_final_obs")
+        return info
+
+    def step(self, action: Any) -> dict[str, Any]:
+        if not self._has_reset:
+            raise errors.reset_needed("call /reset before the first /step")
+        value = parse_action(self.action_space, action)
+        if self.autoreset_mode == "disabled" and self._episode_over.any():
+            ended = np.flatnonzero(self._episode_over).tolist()
+            raise errors.reset_needed(
+                f"sub-envs {ended} ended and autoreset is disabled; call /reset"
+                " (options.reset_mask selects the sub-envs to reset)"
+            )
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(value)
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        self._episode_over = terminated | truncated
+        return {
+            "observation": _to_wire(self.observation_space, obs, "observation"),
+            "reward": np.asarray(reward, dtype=np.float64),
+            "terminated": terminated,
+            "truncated": truncated,
+            "info": self._wire_info(info),
+        }
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class MultiAgentAdapter(EnvAdapter):
+    """A PettingZoo ``ParallelEnv`` seen as lists in ``possible_agents`` order.
+
+    ``None`` marks an agent that is not live; the episode is over when no agent is left,
+    and the autoreset modes then apply to the whole env.
+    """
+
+    kind = "multi_agent"
+    num_envs = 1
+
+    def __init__(self, env: Any, autoreset_mode: str, seed: int | None) -> None:
+        self.env = env
+        self.autoreset_mode = autoreset_mode
+        self.agents = [str(a) for a in env.possible_agents]
+        self._ids = list(env.possible_agents)
+        self.observation_spaces = [env.observation_space(a) for a in self._ids]
+        self.action_spaces = [env.action_space(a) for a in self._ids]
+        self.observation_space_wire = [
+            space_wire_or_error(s, f"observation space of agent {a!r}")
+            for a, s in zip(self.agents, self.observation_spaces, strict=True)
+        ]
+        self.action_space_wire = [
+            space_wire_or_error(s, f"action space of agent {a!r}")
+            for a, s in zip(self.agents, self.action_spaces, strict=True)
+        ]
+        self._pending_seed = seed
+        if seed is not None:
+            for offset, space in enumerate(self.action_spaces):
+                space.seed(seed + offset)
+        self._has_reset = False
+        self._episode_over = False
+
+    def _obs_list(self, observations: dict) -> list[Any]:
+        return [
+            _to_wire(space, observations[a], f"observation of agent {a!r}")
+            if a in observations
+            else None
+            for a, space in zip(self._ids, self.observation_spaces, strict=True)
+        ]
+
+    def _per_agent(self, values: dict, convert: Any) -> list[Any]:
+        return [convert(values[a]) if a in values else None for a in self._ids]
+
+    def _reset_env(self, seed: int | None, options: dict | None) -> tuple[dict, dict]:
+        try:
+            observations, infos = self.env.reset(seed=seed, options=options)
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        self._has_reset = True
+        self._episode_over = not self.env.agents
+        return observations, infos or {}
+
+    def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
+        if seed is None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        observations, infos = self._reset_env(seed, options)
+        return {"observation": self._obs_list(observations), "info": self._info_list(infos)}
+
+    def _info_list(self, infos: dict) -> list[Any]:
+        return self._per_agent(infos, _info_map)
+
+    def _reset_step(self) -> dict[str, Any]:
+        observations, infos = self._reset_env(None, None)
+        live = [a in observations for a in self._ids]
+        return {
+            "observation": self._obs_list(observations),
+            "reward": [0.0 if on else None for on in live],
+            "terminated": [False if on else None for on in live],
+            "truncated": [False if on else None for on in live],
+            "info": self._info_list(infos),
+        }
+
+    def _parse_actions(self, action: Any) -> dict[Any, Any]:
+        if isinstance(action, tuple):
+            action = list(action)
+        if not isinstance(action, list) or len(action) != len(self._ids):
+            raise errors.invalid_action(
+                f"action must be a list of {len(self._ids)} entries, one per agent in the"
+                f" order {self.agents} (null for absent agents), got {_short_repr(action)}"
+            )
+        live = set(self.env.agents)
+        actions = {}
+        for agent, space, obj in zip(self._ids, self.action_spaces, action, strict=True):
+            if agent not in live:
+                continue
+            if obj is None:
+                raise errors.invalid_action(f"agent {agent!r} is active and needs an action")
+            actions[agent] = parse_action(space, obj, f"action for agent {agent!r}")
+        return actions
+
+    def step(self, action: Any) -> dict[str, Any]:
+        if not self._has_reset:
+            raise errors.reset_needed("call /reset before the first /step")
+        if self._episode_over:
+            if self.autoreset_mode == "disabled":
+                raise errors.reset_needed(
+                    "the episode is over (no agent is left); call /reset to start a new one"
+                )
+            if self.autoreset_mode == "next_step":
+                return self._reset_step()
+        actions = self._parse_actions(action)
+        try:
+            observations, rewards, terminations, truncations, infos = self.env.step(actions)
+            over = not self.env.agents
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        response = {
+            "observation": self._obs_list(observations),
+            "reward": self._per_agent(rewards, float),
+            "terminated": self._per_agent(terminations, bool),
+            "truncated": self._per_agent(truncations, bool),
+            "info": self._info_list(infos),
+        }
+        if over and self.autoreset_mode == "same_step":
+            final_obs, final_infos = response["observation"], response["info"]
+            new_observations, new_infos = self._reset_env(None, None)
+            merged = []
+            for i, agent in enumerate(self._ids):
+                entry = None
+                if agent in new_observations or agent in new_infos:
+                    entry = dict(_info_map(new_infos.get(agent)))
+                if agent in observations or agent in infos:
+                    entry = entry if entry is not None else {}
+                    entry["final_observation"] = final_obs[i]
+                    entry["final_info"] = final_infos[i] if final_infos[i] is not None else {}
+                merged.append(entry)
+            response["observation"] = self._obs_list(new_observations)
+            response["info"] = merged
+        else:
+            self._episode_over = over
+        return response
+
+    def close(self) -> None:
+        self.env.close()

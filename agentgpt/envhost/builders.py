@@ -1,0 +1,149 @@
+"""Building envs for ``/make`` and ``/make_vec`` and wrapping them in adapters.
+
+Runs in a worker thread: constructing an env may import modules, load assets or (for async
+vector envs) start processes. Any exception from env code surfaces as ``env_error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any
+
+import gymnasium
+
+from agentgpt.envhost import errors
+from agentgpt.envhost.adapters import (
+    AUTORESET_MODES,
+    EnvAdapter,
+    MultiAgentAdapter,
+    SingleEnvAdapter,
+    VectorEnvAdapter,
+)
+from agentgpt.envhost.registry import EnvSource
+
+__all__ = ["build_single", "build_vector", "is_multi_agent"]
+
+
+def is_multi_agent(env: Any) -> bool:
+    """Whether ``env`` is a PettingZoo env (parallel or AEC)."""
+    from pettingzoo import AECEnv, ParallelEnv
+
+    return isinstance(env, ParallelEnv | AECEnv)
+
+
+def _as_parallel(env: Any) -> Any:
+    from pettingzoo import AECEnv
+    from pettingzoo.utils.conversions import aec_to_parallel
+
+    if isinstance(env, AECEnv):
+        return aec_to_parallel(env)
+    return env
+
+
+def _env_kwargs(kwargs: dict[str, Any], render_mode: str | None) -> dict[str, Any]:
+    if render_mode is None:
+        return dict(kwargs)
+    return {**kwargs, "render_mode": render_mode}
+
+
+def _close_quietly(env: Any) -> None:
+    with contextlib.suppress(Exception):
+        env.close()
+
+
+def _adapt_or_close(env: Any, build: Any) -> EnvAdapter:
+    """Wrap ``env``; if wrapping fails (e.g. an unsupported space), close it first."""
+    try:
+        return build()
+    except BaseException:
+        _close_quietly(env)
+        raise
+
+
+def build_single(
+    source: EnvSource,
+    kwargs: dict[str, Any],
+    render_mode: str | None,
+    autoreset_mode: str,
+    seed: int | None,
+) -> EnvAdapter:
+    """A single-agent or multi-agent env behind its adapter."""
+    env_kwargs = _env_kwargs(kwargs, render_mode)
+    try:
+        if source.factory is not None:
+            env = source.factory(**env_kwargs)
+        else:
+            env = gymnasium.make(source.name, **env_kwargs)
+    except Exception as exc:
+        raise errors.env_error(exc) from exc
+    if is_multi_agent(env):
+        try:
+            parallel = _as_parallel(env)
+        except Exception as exc:
+            _close_quietly(env)
+            raise errors.env_error(exc) from exc
+        return _adapt_or_close(parallel, lambda: MultiAgentAdapter(parallel, autoreset_mode, seed))
+    if not isinstance(env, gymnasium.Env):
+        _close_quietly(env)
+        raise errors.env_error(
+            TypeError(
+                f"the factory for {source.name!r} returned {type(env).__name__}, not a"
+                " gymnasium.Env or a PettingZoo env"
+            )
+        )
+    return _adapt_or_close(env, lambda: SingleEnvAdapter(env, autoreset_mode, seed))
+
+
+def build_vector(
+    source: EnvSource,
+    num_envs: int,
+    vectorization_mode: str,
+    kwargs: dict[str, Any],
+    render_mode: str | None,
+    autoreset_mode: str,
+    seed: int | None,
+) -> EnvAdapter:
+    """A Gymnasium vector env of ``num_envs`` copies behind its adapter."""
+    env_kwargs = _env_kwargs(kwargs, render_mode)
+    mode = AUTORESET_MODES[autoreset_mode]
+    try:
+        if source.factory is None:
+            venv = gymnasium.make_vec(
+                source.name,
+                num_envs=num_envs,
+                vectorization_mode=vectorization_mode,
+                vector_kwargs={"autoreset_mode": mode},
+                **env_kwargs,
+            )
+        else:
+            venv = _build_registered_vector(source, num_envs, vectorization_mode, env_kwargs, mode)
+    except errors.ApiError:
+        raise
+    except Exception as exc:
+        raise errors.env_error(exc) from exc
+    return _adapt_or_close(venv, lambda: VectorEnvAdapter(venv, autoreset_mode, seed))
+
+
+def _build_registered_vector(
+    source: EnvSource,
+    num_envs: int,
+    vectorization_mode: str,
+    env_kwargs: dict[str, Any],
+    mode: Any,
+) -> gymnasium.vector.VectorEnv:
+    factory = functools.partial(source.factory, **env_kwargs)
+    # Build the first copy here to learn what the factory makes: a PettingZoo env cannot be
+    # vectorized, and that deserves a 422 rather than an error from deep inside Gymnasium.
+    first = factory()
+    if is_multi_agent(first):
+        _close_quietly(first)
+        raise errors.invalid_argument(
+            f"{source.name!r} is a multi-agent env; multi-agent envs cannot be vectorized"
+            " (use /make)"
+        )
+    if vectorization_mode == "sync":
+        fns = [lambda: first] + [factory] * (num_envs - 1)
+        return gymnasium.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+    _close_quietly(first)
+    return gymnasium.vector.AsyncVectorEnv([factory] * num_envs, autoreset_mode=mode)

@@ -1,0 +1,89 @@
+"""A small pre-LayerNorm causal transformer and the attention masks it runs with.
+
+Attention is written out (matmul, mask, softmax) rather than calling a fused kernel so
+the same graph exports to ONNX and runs identically there. The boolean mask is built by
+the caller: it encodes causality, episode boundaries and padding, so the blocks need not
+know about any of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        batch, steps, width = x.shape
+        qkv = self.qkv(x).reshape(batch, steps, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+        scores = scores.masked_fill(~allowed.unsqueeze(1), -1e9)
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, width)
+        return self.out(mixed)
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, num_heads, dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model),
+            nn.GELU(),
+            nn.Linear(4 * d_model, d_model),
+            nn.Dropout(dropout),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), allowed))
+        return x + self.mlp(self.ln2(x))
+
+
+def segment_mask(starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask and positions for packed sequences cut into segments.
+
+    ``starts``: ``bool[B, T]``, True where a segment (an episode, or the context window
+    of a training chunk) begins; position 0 must be a start. A token attends to earlier
+    tokens of its own segment only, so no window mixes two episodes. Positions count
+    from the segment's first token, matching :func:`window_mask` for a window holding
+    the same observations.
+    """
+    steps = starts.shape[1]
+    index = torch.arange(steps, device=starts.device)
+    segment = starts.long().cumsum(1)
+    causal = index.unsqueeze(0) <= index.unsqueeze(1)
+    allowed = causal & (segment.unsqueeze(2) == segment.unsqueeze(1))
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(1).values
+    return allowed, index - first
+
+
+def window_mask(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask and positions for observation windows of one episode, left-padded.
+
+    ``valid``: ``bool[B, K]``, True for real timesteps. Padding is never attended to;
+    positions count valid tokens from the first one. Written without data-dependent
+    Python branching so it traces to ONNX.
+    """
+    steps = valid.shape[1]
+    index = torch.arange(steps, device=valid.device)
+    causal = index.unsqueeze(0) <= index.unsqueeze(1)
+    eye = index.unsqueeze(0) == index.unsqueeze(1)
+    allowed = (causal & valid.unsqueeze(1)) | eye
+    positions = (valid.long().cumsum(1) - 1).clamp(min=0)
+    return allowed, positions

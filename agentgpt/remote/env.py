@@ -1,0 +1,137 @@
+"""``RemoteEnv``: a single Gymnasium env hosted by an env server, used as if it were local."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+
+from agentgpt.remote.session import RemoteSession
+from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
+from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+
+__all__ = ["RemoteEnv"]
+
+
+class RemoteEnv(gymnasium.Env):
+    """A :class:`gymnasium.Env` whose ``reset`` and ``step`` run on an env server.
+
+    The spaces are the server env's own (rebuilt from ``/make``), so agents, wrappers and
+    ``check_env`` see exactly what they would see locally. ``seed`` is used by the first
+    ``reset()`` that gives none and also seeds this object's ``action_space``.
+    ``autoreset_mode`` is the server's (``"disabled"``, the default, behaves like a plain
+    local env; ``"same_step"`` puts the decoded terminal observation in
+    ``info["final_observation"]``). Also registered as ``agentgpt/Remote-v0``::
+
+        env = gymnasium.make("agentgpt/Remote-v0", url="http://host:8000", env_name="CartPole-v1")
+
+    Raises :class:`~agentgpt.remote.RemoteEnvError` for anything the server refuses.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        url: str,
+        env_name: str,
+        api_key: str | None = None,
+        *,
+        seed: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        autoreset_mode: str | None = None,
+        encoding: Encoding = "msgpack",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self._session = RemoteSession.make(
+            "/make",
+            url,
+            api_key,
+            {
+                "env_name": env_name,
+                "seed": seed,
+                "kwargs": env_kwargs or {},
+                "render_mode": render_mode,
+                "autoreset_mode": autoreset_mode,
+            },
+            encoding=encoding,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+        made = self._session.made
+        if made.get("agents") is not None:
+            self._session.close()
+            raise TypeError(
+                f"{env_name!r} is a multi-agent env; use agentgpt.remote.RemoteParallelEnv"
+            )
+        self.env_name = env_name
+        self.env_key: str = self._session.env_key
+        self.autoreset_mode: str = made["autoreset_mode"]
+        self.observation_space = space_from_wire(made["observation_space"])
+        self.action_space = space_from_wire(made["action_space"])
+        self.render_mode = render_mode
+        if seed is not None:
+            self.action_space.seed(seed)
+        self._make_seed = seed
+        # Bound once: these run on every step.
+        self._post = self._session.transport.post
+        self._key_body = {"env_key": self.env_key}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        # Keeps this object's ``np_random`` seeded as a local env's would be: the server
+        # seeds its env with the same value (the make-time seed on the first reset).
+        if seed is None and self._np_random is None:
+            super().reset(seed=self._make_seed)
+        else:
+            super().reset(seed=seed)
+        body: dict[str, Any] = {"env_key": self.env_key, "seed": seed}
+        if options:
+            body["options"] = options
+        answer = self._post("/reset", body)
+        return (
+            value_from_wire(self.observation_space, answer["observation"]),
+            self._info(answer["info"]),
+        )
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        body = self._key_body.copy()
+        body["action"] = value_to_wire(self.action_space, action)
+        answer = self._post("/step", body)
+        return (
+            value_from_wire(self.observation_space, answer["observation"]),
+            float(answer["reward"]),
+            bool(answer["terminated"]),
+            bool(answer["truncated"]),
+            self._info(answer["info"]),
+        )
+
+    def _info(self, info: dict[str, Any] | None) -> dict[str, Any]:
+        if not info:
+            return {}
+        if "final_observation" in info:
+            info["final_observation"] = value_from_wire(
+                self.observation_space, info["final_observation"]
+            )
+        return info
+
+    def render(self) -> Any:
+        raise NotImplementedError(
+            "the env server protocol has no render route; render on the server side"
+        )
+
+    def close(self) -> None:
+        """Free the server's env and the connection. Idempotent."""
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    def __repr__(self) -> str:
+        return f"RemoteEnv({self.env_name!r} at {self._session.transport.base_url})"
+

@@ -1,0 +1,168 @@
+"""``RemoteParallelEnv``: a PettingZoo parallel env hosted by an env server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+from pettingzoo import ParallelEnv
+
+from agentgpt.remote.session import RemoteSession
+from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
+from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+
+__all__ = ["RemoteParallelEnv"]
+
+
+class RemoteParallelEnv(ParallelEnv):
+    """A :class:`pettingzoo.ParallelEnv` whose ``reset`` and ``step`` run on an env server.
+
+    The wire speaks lists in ``possible_agents`` order with ``None`` for absent agents;
+    this class turns them back into PettingZoo's dicts keyed by agent. An agent is in a
+    step's dicts when the server reported it (it was live at the start of the step) and
+    stays in ``agents`` until it is terminated or truncated. Agent ids are the server's
+    ``agents`` names (strings). ``autoreset_mode`` applies to the whole env and is
+    ``"disabled"`` by default: call ``reset()`` once ``agents`` is empty. With
+    ``"next_step"`` the ``step({})`` after the end starts the next episode; with
+    ``"same_step"`` the ending step already returns its first observations (the last ones
+    are in each agent's ``info["final_observation"]``) and ``agents`` lists its agents.
+    """
+
+    metadata: dict[str, Any] = {"name": "remote_parallel_env", "render_modes": []}
+
+    def __init__(
+        self,
+        url: str,
+        env_name: str,
+        api_key: str | None = None,
+        *,
+        seed: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        autoreset_mode: str | None = None,
+        encoding: Encoding = "msgpack",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self._session = RemoteSession.make(
+            "/make",
+            url,
+            api_key,
+            {
+                "env_name": env_name,
+                "seed": seed,
+                "kwargs": env_kwargs or {},
+                "render_mode": render_mode,
+                "autoreset_mode": autoreset_mode,
+            },
+            encoding=encoding,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+        made = self._session.made
+        if made.get("agents") is None:
+            self._session.close()
+            raise TypeError(f"{env_name!r} is a single-agent env; use agentgpt.remote.RemoteEnv")
+        self.env_name = env_name
+        self.env_key: str = self._session.env_key
+        self.autoreset_mode: str = made["autoreset_mode"]
+        self.render_mode = render_mode
+        self.possible_agents: list[str] = list(made["agents"])
+        self.agents: list[str] = []
+        self.observation_spaces: dict[str, gymnasium.Space] = {
+            agent: space_from_wire(space)
+            for agent, space in zip(self.possible_agents, made["observation_space"], strict=True)
+        }
+        self.action_spaces: dict[str, gymnasium.Space] = {
+            agent: space_from_wire(space)
+            for agent, space in zip(self.possible_agents, made["action_space"], strict=True)
+        }
+        if seed is not None:
+            # The same per-agent seeds the server gives its own action spaces.
+            for offset, agent in enumerate(self.possible_agents):
+                self.action_spaces[agent].seed(seed + offset)
+        self._post = self._session.transport.post
+
+    def observation_space(self, agent: str) -> gymnasium.Space:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.Space:
+        return self.action_spaces[agent]
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        body: dict[str, Any] = {"env_key": self.env_key, "seed": seed}
+        if options:
+            body["options"] = options
+        answer = self._post("/reset", body)
+        observations = self._observations(answer["observation"])
+        infos = self._infos(answer["info"], observations)
+        self.agents = list(observations)
+        return observations, infos
+
+    def step(
+        self, actions: dict[str, Any]
+    ) -> tuple[
+        dict[str, Any],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, Any]],
+    ]:
+        wire_actions = [
+            None
+            if actions.get(agent) is None
+            else value_to_wire(self.action_spaces[agent], actions[agent])
+            for agent in self.possible_agents
+        ]
+        answer = self._post("/step", {"env_key": self.env_key, "action": wire_actions})
+        present = [
+            (i, agent)
+            for i, agent in enumerate(self.possible_agents)
+            if answer["terminated"][i] is not None
+        ]
+        observations = self._observations(answer["observation"])
+        rewards = {agent: float(answer["reward"][i]) for i, agent in present}
+        terminations = {agent: bool(answer["terminated"][i]) for i, agent in present}
+        truncations = {agent: bool(answer["truncated"][i]) for i, agent in present}
+        infos = self._infos(answer["info"], terminations)
+        self.agents = [
+            agent for _, agent in present if not (terminations[agent] or truncations[agent])
+        ]
+        if not self.agents and self.autoreset_mode == "same_step":
+            # The server already started the next episode: ``observations`` are its first.
+            self.agents = [agent for agent in self.possible_agents if agent in observations]
+        return observations, rewards, terminations, truncations, infos
+
+    def _observations(self, wire_observations: list[Any]) -> dict[str, Any]:
+        return {
+            agent: value_from_wire(self.observation_spaces[agent], obs)
+            for agent, obs in zip(self.possible_agents, wire_observations, strict=True)
+            if obs is not None
+        }
+
+    def _infos(self, wire_infos: list[Any], agents: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        infos: dict[str, dict[str, Any]] = {}
+        for agent, info in zip(self.possible_agents, wire_infos, strict=True):
+            if info is None and agent not in agents:
+                continue
+            info = info or {}
+            if "final_observation" in info:
+                info["final_observation"] = value_from_wire(
+                    self.observation_spaces[agent], info["final_observation"]
+                )
+            infos[agent] = info
+        return infos
+
+    def close(self) -> None:
+        """Free the server's env and the connection. Idempotent."""
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
+
+    def __enter__(self) -> RemoteParallelEnv:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

@@ -1,0 +1,163 @@
+"""``RemoteVectorEnv``: a Gymnasium vector env hosted by an env server."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from agentgpt.remote.infos import vector_info_from_wire
+from agentgpt.remote.session import RemoteSession
+from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
+from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+
+__all__ = ["RemoteVectorEnv"]
+
+#: Protocol names of the autoreset modes, mapped to Gymnasium's enum.
+AUTORESET_MODES: dict[str, AutoresetMode] = {
+    "next_step": AutoresetMode.NEXT_STEP,
+    "same_step": AutoresetMode.SAME_STEP,
+    "disabled": AutoresetMode.DISABLED,
+}
+
+
+def _mode_name(mode: str | AutoresetMode) -> str:
+    """Accept Gymnasium's enum or its values (``"NextStep"``) as well as protocol names."""
+    if isinstance(mode, AutoresetMode):
+        mode = mode.value
+    for name, enum in AUTORESET_MODES.items():
+        if mode in (name, enum.value):
+            return name
+    raise ValueError(f"unknown autoreset_mode {mode!r}; expected one of {list(AUTORESET_MODES)}")
+
+
+class RemoteVectorEnv(VectorEnv):
+    """A :class:`gymnasium.vector.VectorEnv` of ``num_envs`` sub-envs on an env server.
+
+    Behaves like ``gymnasium.make_vec(env_name, num_envs, vectorization_mode=...,
+    vector_kwargs={"autoreset_mode": ...})`` run locally: for the same seeds and actions
+    the observations, rewards, flags and infos are equal step by step, whichever autoreset
+    mode is chosen. Same-step mode's terminal observations come back under Gymnasium's
+    ``final_obs`` / ``_final_obs`` keys (the wire calls them ``final_observation``).
+    ``autoreset_mode`` takes protocol names (``"next_step"``, ``"same_step"``,
+    ``"disabled"``) or :class:`gymnasium.vector.AutoresetMode`; ``metadata
+    ["autoreset_mode"]`` reports the enum. With ``"disabled"``, reset ended sub-envs with
+    ``reset(options={"reset_mask": mask})``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        env_name: str,
+        num_envs: int,
+        api_key: str | None = None,
+        *,
+        vectorization_mode: str = "sync",
+        autoreset_mode: str | AutoresetMode = "next_step",
+        seed: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        encoding: Encoding = "msgpack",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self._session = RemoteSession.make(
+            "/make_vec",
+            url,
+            api_key,
+            {
+                "env_name": env_name,
+                "num_envs": num_envs,
+                "vectorization_mode": vectorization_mode,
+                "seed": seed,
+                "kwargs": env_kwargs or {},
+                "render_mode": render_mode,
+                "autoreset_mode": _mode_name(autoreset_mode),
+            },
+            encoding=encoding,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+        made = self._session.made
+        self.env_name = env_name
+        self.env_key: str = self._session.env_key
+        self.num_envs = int(made["num_envs"])
+        self.single_observation_space = space_from_wire(made["observation_space"])
+        self.single_action_space = space_from_wire(made["action_space"])
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.autoreset_mode = AUTORESET_MODES[made["autoreset_mode"]]
+        self.metadata = {"autoreset_mode": self.autoreset_mode}
+        self.render_mode = render_mode
+        if seed is not None:
+            self.action_space.seed(seed)
+        self._post = self._session.transport.post
+        self._key_body = {"env_key": self.env_key}
+        self._lists_are_objects = encoding == "msgpack"
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        if seed is None or isinstance(seed, int):
+            super().reset(seed=seed)
+            wire_seed: Any = seed
+        else:
+            wire_seed = [None if s is None else int(s) for s in seed]
+        body: dict[str, Any] = {"env_key": self.env_key, "seed": wire_seed}
+        if options:
+            options = dict(options)
+            if "reset_mask" in options:
+                options["reset_mask"] = [bool(m) for m in np.asarray(options["reset_mask"])]
+            body["options"] = options
+        answer = self._post("/reset", body)
+        return (
+            value_from_wire(self.observation_space, answer["observation"]),
+            self._info(answer["info"]),
+        )
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        body = self._key_body.copy()
+        body["action"] = value_to_wire(self.action_space, actions)
+        answer = self._post("/step", body)
+        return (
+            value_from_wire(self.observation_space, answer["observation"]),
+            _float_array(answer["reward"]),
+            np.array(answer["terminated"], dtype=np.bool_),
+            np.array(answer["truncated"], dtype=np.bool_),
+            self._info(answer["info"]),
+        )
+
+    def _info(self, info: dict[str, Any] | None) -> dict[str, Any]:
+        return vector_info_from_wire(
+            info, self.single_observation_space, lists_are_objects=self._lists_are_objects
+        )
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Free the server's env and the connection (``close()`` calls this once)."""
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
+
+    def __enter__(self) -> RemoteVectorEnv:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RemoteVectorEnv({self.env_name!r}, num_envs={self.num_envs})"
+
+
+def _float_array(values: Any) -> np.ndarray:
+    """Rewards as float64, whether they came as an array or as a JSON list.
+
+    JSON lists may hold the protocol's ``"NaN"`` / ``"Infinity"`` strings; NumPy parses
+    those when converting to a float dtype.
+    """
+    return np.array(values, dtype=np.float64)

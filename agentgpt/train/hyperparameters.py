@@ -1,0 +1,128 @@
+"""Training hyperparameters: one dataclass built from Python, a YAML file or CLI flags.
+
+The defaults are chosen to train the shipped and classic-control tasks without any
+flag (CartPole-v1 to 475+ within 100k steps) at a speed comparable to an MLP PPO:
+a small transformer, 16-step windows, many short rollouts. Automatic tuning (the
+``normalize_obs`` ... ``adapt_entropy`` switches) is on by default; the tuned values
+at the end of a run are saved with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class Hyperparameters:
+    """Everything a training run depends on; saved with every checkpoint."""
+
+    env_id: str = "CartPole-v1"
+    #: Keyword arguments for ``gymnasium.make_vec``'s env constructor.
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 1
+    total_steps: int = 100_000
+    num_envs: int = 8
+    #: Steps per env per rollout; a multiple of ``num_input_states``.
+    rollout_steps: int = 128
+    #: Sequences (K-step windows) per rollout are split into this many minibatches.
+    num_minibatches: int = 4
+    epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    learning_rate: float = 1e-3
+    clip_range: float = 0.2
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    #: Entropy coefficient at the start; adapted when ``adapt_entropy`` is on.
+    ent_coef: float = 0.0
+
+    # Model
+    num_layers: int = 2
+    d_model: int = 64
+    num_heads: int = 4
+    dropout: float = 0.0
+    max_input_states: int = 16
+    num_input_states: int = 16
+
+    # Automatic tuning, each switchable.
+    normalize_obs: bool = True
+    obs_clip: float = 10.0
+    scale_rewards: bool = True
+    reward_clip: float = 10.0
+    normalize_advantages: bool = True
+    anneal_lr: bool = True
+    #: Early-stop an update's epochs once approximate KL exceeds 1.5x this.
+    kl_early_stop: bool = True
+    target_kl: float = 0.02
+    #: Adapt the entropy coefficient so entropy stays above a target that decays
+    #: linearly from ``target_entropy_start`` to ``target_entropy_end`` (fractions of
+    #: the maximum entropy for discrete parts, Gaussian std for continuous ones).
+    adapt_entropy: bool = True
+    target_entropy_start: float = 0.3
+    target_entropy_end: float = 0.0
+    ent_coef_lr: float = 0.01
+    ent_coef_max: float = 0.05
+
+    # Control value: this fraction of training episodes plays at a control value drawn
+    # uniformly from [0, 1] (the rest at 1.0), mixing in uniformly random actions.
+    control_random_prob: float = 0.25
+
+    # Infrastructure
+    vectorization_mode: str = "sync"
+    run_name: str | None = None
+    runs_dir: str = "runs"
+    #: Save a checkpoint every this many updates (and always at the end).
+    checkpoint_every: int = 10
+    #: Torch CPU threads; 0 uses every core.
+    torch_threads: int = 0
+    wandb: bool = False
+    wandb_project: str = "agentgpt"
+
+    def __post_init__(self) -> None:
+        if self.num_input_states > self.max_input_states:
+            raise ValueError("num_input_states must not exceed max_input_states")
+        if self.rollout_steps % self.num_input_states:
+            raise ValueError(
+                f"rollout_steps ({self.rollout_steps}) must be a multiple of "
+                f"num_input_states ({self.num_input_states})"
+            )
+        if self.vectorization_mode not in ("sync", "async"):
+            raise ValueError("vectorization_mode must be 'sync' or 'async'")
+
+    @property
+    def batch_steps(self) -> int:
+        """Env steps collected per update."""
+        return self.num_envs * self.rollout_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hyperparameters:
+        unknown = set(data) - set(cls.field_names())
+        if unknown:
+            raise ValueError(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> Hyperparameters:
+        """Load from a YAML mapping; ``overrides`` win over the file."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must contain a mapping of hyperparameters")
+        return cls.from_dict({**data, **overrides})
+
+    def replace(self, **changes: Any) -> Hyperparameters:
+        return dataclasses.replace(self, **changes)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

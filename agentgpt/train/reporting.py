@@ -1,0 +1,152 @@
+"""Where training metrics go: ``metrics.csv``, TensorBoard, W&B and the live terminal view.
+
+``metrics.csv`` holds only values that are a pure function of the seed (no wall-clock),
+so two runs with the same seed produce byte-identical files; timings go to
+``timing.csv``, TensorBoard and the progress display instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+METRIC_COLUMNS = [
+    "update",
+    "global_step",
+    "episodes",
+    "mean_return",
+    "mean_length",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "epochs",
+    "learning_rate",
+    "ent_coef",
+    "target_entropy",
+]
+TIMING_COLUMNS = ["update", "global_step", "wall_time_s", "steps_per_sec"]
+
+
+def _rewrite_up_to(path: Path, columns: list[str], last_update: int) -> None:
+    """Keep the header and rows with ``update <= last_update`` (a resumed run drops rows
+    written after its checkpoint)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["update"]) <= last_update]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+class CsvLog:
+    def __init__(self, path: Path, columns: list[str], resume_update: int | None) -> None:
+        self.path = path
+        self.columns = columns
+        if resume_update is not None and path.exists():
+            _rewrite_up_to(path, columns, resume_update)
+        else:
+            with path.open("w", newline="") as f:
+                csv.DictWriter(f, fieldnames=columns).writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns).writerow(
+                {c: row.get(c, "") for c in self.columns}
+            )
+
+
+class Reporter:
+    """Fans one row of metrics out to every sink."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_step: int,
+        resume_update: int | None,
+        config: dict[str, Any],
+        use_wandb: bool,
+        wandb_project: str,
+        show_progress: bool | None,
+    ) -> None:
+        self.metrics = CsvLog(run_dir / "metrics.csv", METRIC_COLUMNS, resume_update)
+        self.timing = CsvLog(run_dir / "timing.csv", TIMING_COLUMNS, resume_update)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.wandb_run = None
+        if use_wandb:
+            try:
+                import wandb
+            except ImportError:
+                warnings.warn(
+                    "--wandb was given but the wandb package is not installed "
+                    "(pip install 'agentgpt[wandb]'); logging to TensorBoard only",
+                    stacklevel=2,
+                )
+            else:
+                self.wandb_run = wandb.init(
+                    project=wandb_project, name=run_dir.name, config=config, dir=str(run_dir)
+                )
+        if show_progress is None:
+            show_progress = sys.stdout.isatty()
+        self.progress: Progress | None = None
+        if show_progress:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TextColumn("{task.fields[sps]:>7.0f} steps/s"),
+                TextColumn("return {task.fields[ret]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(),
+            )
+            self.task = self.progress.add_task(
+                run_dir.name, total=total_steps, completed=start_step, sps=0.0, ret="-"
+            )
+            self.progress.start()
+
+    def log(self, row: dict[str, Any], timing: dict[str, Any]) -> None:
+        self.metrics.write(row)
+        self.timing.write(timing)
+        step = int(row["global_step"])
+        for key, value in {**row, **timing}.items():
+            if key in ("update", "global_step") or value is None or value == "":
+                continue
+            self.tensorboard.add_scalar(f"train/{key}", float(value), step)
+        if self.wandb_run is not None:
+            self.wandb_run.log({**row, **timing}, step=step)
+        if self.progress is not None:
+            ret = row.get("mean_return")
+            shown = "-" if ret in (None, "") else f"{float(ret):.1f}"
+            self.progress.update(
+                self.task, completed=step, sps=float(timing["steps_per_sec"]), ret=shown
+            )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.tensorboard.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()

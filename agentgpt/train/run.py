@@ -1,0 +1,307 @@
+"""The training loop: collect, compute GAE, update, tune, report, checkpoint.
+
+:func:`train` is the one entry point; the CLI (``agentgpt train``) and
+``AgentGPT.train`` both call it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from agentgpt.policy.model import GPTPolicy
+from agentgpt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from agentgpt.train.hyperparameters import Hyperparameters
+from agentgpt.train.normalization import ObsNormalizer, RewardScaler
+from agentgpt.train.ppo import EntropyTuner, compute_gae, ppo_update
+from agentgpt.train.reporting import Reporter
+from agentgpt.train.rollout import RolloutCollector
+
+
+@dataclass
+class RunResult:
+    """What a finished (or interrupted) run leaves behind."""
+
+    run_dir: Path
+    global_step: int
+    updates: int
+    #: The last row written to ``metrics.csv``.
+    metrics: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def default_run_name(hp: Hyperparameters) -> str:
+    env = re.sub(r"[^A-Za-z0-9_.-]+", "-", hp.env_id).strip("-")
+    return f"{env}_s{hp.seed}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def make_envs(hp: Hyperparameters) -> gymnasium.vector.VectorEnv:
+    """Local vector env for ``hp.env_id`` (NEXT_STEP autoreset, Gymnasium's default)."""
+    import agentgpt  # noqa: F401  (registers the shipped env ids)
+
+    return gymnasium.make_vec(
+        hp.env_id,
+        num_envs=hp.num_envs,
+        vectorization_mode=hp.vectorization_mode,
+        **hp.env_kwargs,
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Owns every object of a run; :meth:`run` trains until ``total_steps``."""
+
+    def __init__(
+        self,
+        hp: Hyperparameters,
+        run_dir: Path,
+        envs: gymnasium.vector.VectorEnv | None = None,
+        resume_state: dict[str, Any] | None = None,
+    ) -> None:
+        self.hp = hp
+        self.run_dir = run_dir
+        threads = hp.torch_threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+        _seed_everything(hp.seed)
+
+        self.owns_envs = envs is None
+        if resume_state is not None and resume_state.get("envs") is not None and envs is None:
+            envs = pickle.loads(resume_state["envs"])
+            self._restored_envs = True
+        else:
+            self._restored_envs = False
+        self.envs = envs if envs is not None else make_envs(hp)
+        self.policy = GPTPolicy(
+            self.envs.single_observation_space,
+            self.envs.single_action_space,
+            num_layers=hp.num_layers,
+            d_model=hp.d_model,
+            num_heads=hp.num_heads,
+            dropout=hp.dropout,
+            max_input_states=hp.max_input_states,
+            num_input_states=hp.num_input_states,
+        ).eval()
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=hp.learning_rate, eps=1e-5)
+        self.normalizer = ObsNormalizer(
+            self.policy.obs_codec.vector_dim, clip=hp.obs_clip, enabled=hp.normalize_obs
+        )
+        self.reward_scaler = RewardScaler(
+            self.envs.num_envs, hp.gamma, clip=hp.reward_clip, enabled=hp.scale_rewards
+        )
+        self.collector = RolloutCollector(
+            self.envs, self.policy, self.normalizer, self.reward_scaler, hp
+        )
+        self.tuner = EntropyTuner(self.policy, hp)
+        self.generator = torch.Generator().manual_seed(hp.seed + 1)
+        self.batch_steps = self.envs.num_envs * hp.rollout_steps
+        self.num_updates = max(1, hp.total_steps // self.batch_steps)
+        self.update = 0
+        self.global_step = 0
+        self.lr = hp.learning_rate
+        self._envs_picklable = hp.vectorization_mode == "sync" and self.owns_envs
+
+        if resume_state is None:
+            self.collector.reset(seed=hp.seed)
+        else:
+            self._load(resume_state)
+        self._boundary = self._snapshot()
+
+    # ---------------------------------------------------------- state
+    def _snapshot(self) -> dict[str, Any]:
+        """Everything needed to continue from the current update boundary (in memory;
+        written on the checkpoint schedule and on Ctrl-C)."""
+        envs_blob = None
+        if self._envs_picklable:
+            try:
+                envs_blob = pickle.dumps(self.envs)
+            except Exception:  # envs with native handles (Box2D, subprocesses) cannot
+                self._envs_picklable = False
+        return copy.deepcopy(
+            {
+                "hyperparameters": self.hp.to_dict(),
+                "policy_kwargs": self.policy.build_kwargs(),
+                "model": self.policy.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "obs_normalizer": self.normalizer.state_dict(),
+                "reward_scaler": self.reward_scaler.state_dict(),
+                "collector": self.collector.state_dict() if envs_blob is not None else None,
+                "envs": envs_blob,
+                "train_generator": self.generator.get_state(),
+                "tuned": {
+                    "ent_coef": float(self.tuner.coef),
+                    "learning_rate": float(self.lr),
+                    "obs_mean": self.normalizer.mean.tolist(),
+                    "obs_var": self.normalizer.var.tolist(),
+                    "reward_var": float(self.reward_scaler.rms.var),
+                },
+                "progress": {"update": self.update, "global_step": self.global_step},
+            }
+        )
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.normalizer.load_state_dict(state["obs_normalizer"])
+        self.reward_scaler.load_state_dict(state["reward_scaler"])
+        self.generator.set_state(state["train_generator"])
+        self.tuner.coef = float(state["tuned"]["ent_coef"])
+        self.lr = float(state["tuned"]["learning_rate"])
+        self.update = int(state["progress"]["update"])
+        self.global_step = int(state["progress"]["global_step"])
+        if self._restored_envs and state.get("collector") is not None:
+            self.collector.load_state_dict(state["collector"])
+        else:
+            # Envs could not be saved: continue on freshly reset ones.
+            self.collector.reset(seed=self.hp.seed + 7919 * self.update)
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self._boundary)
+
+    # ----------------------------------------------------------- loop
+    def run(self, show_progress: bool | None = None) -> RunResult:
+        hp = self.hp
+        reporter = Reporter(
+            self.run_dir,
+            total_steps=self.num_updates * self.batch_steps,
+            start_step=self.global_step,
+            resume_update=self.update if self.update else None,
+            config=hp.to_dict(),
+            use_wandb=hp.wandb,
+            wandb_project=hp.wandb_project,
+            show_progress=show_progress,
+        )
+        last_row: dict[str, Any] = {}
+        interrupted = False
+        started = time.perf_counter()
+        start_step = self.global_step
+        try:
+            while self.update < self.num_updates:
+                last_row = self._one_update(reporter, started, start_step)
+                self._boundary = self._snapshot()
+                if self.update % hp.checkpoint_every == 0 or self.update == self.num_updates:
+                    self.save()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.save()
+        finally:
+            reporter.close()
+            if self.owns_envs:
+                self.envs.close()
+        if interrupted:
+            raise TrainingInterrupted(self.run_dir, self.global_step)
+        return RunResult(self.run_dir, self.global_step, self.update, last_row, interrupted)
+
+    def _one_update(self, reporter: Reporter, started: float, start_step: int) -> dict[str, Any]:
+        hp = self.hp
+        progress = self.update / self.num_updates
+        if hp.anneal_lr:
+            self.lr = hp.learning_rate * (1.0 - progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        rollout = self.collector.collect(hp.rollout_steps)
+        self.global_step += self.batch_steps
+        adv, ret = compute_gae(
+            rollout.rewards.astype(np.float64),
+            rollout.values.numpy().astype(np.float64),
+            rollout.valid.numpy(),
+            rollout.terminated,
+            rollout.truncated,
+            rollout.last_value,
+            hp.gamma,
+            hp.gae_lambda,
+        )
+        stats = ppo_update(
+            self.policy, self.optimizer, rollout, adv, ret, hp, self.tuner.coef, self.generator
+        )
+        target = self.tuner.target(progress)
+        ent_coef_used = self.tuner.coef
+        self.tuner.update(stats.entropy, progress)
+        self.update += 1
+
+        returns = self.collector.recent_returns(control=1.0)
+        lengths = [e.length for e in self.collector.episodes if e.control == 1.0]
+        row = {
+            "update": self.update,
+            "global_step": self.global_step,
+            "episodes": self.collector.total_episodes,
+            "mean_return": float(np.mean(returns)) if returns else "",
+            "mean_length": float(np.mean(lengths)) if lengths else "",
+            "policy_loss": stats.policy_loss,
+            "value_loss": stats.value_loss,
+            "entropy": stats.entropy,
+            "approx_kl": stats.approx_kl,
+            "clip_fraction": stats.clip_fraction,
+            "explained_variance": stats.explained_variance,
+            "epochs": stats.epochs,
+            "learning_rate": self.lr,
+            "ent_coef": ent_coef_used,
+            "target_entropy": target,
+        }
+        elapsed = time.perf_counter() - started
+        timing = {
+            "update": self.update,
+            "global_step": self.global_step,
+            "wall_time_s": elapsed,
+            "steps_per_sec": (self.global_step - start_step) / max(elapsed, 1e-9),
+        }
+        reporter.log(row, timing)
+        return row
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, raised after the checkpoint was saved."""
+
+    def __init__(self, run_dir: Path, global_step: int) -> None:
+        super().__init__(f"interrupted at step {global_step}; checkpoint saved in {run_dir}")
+        self.run_dir = run_dir
+        self.global_step = global_step
+
+
+def train(
+    hparams: Hyperparameters,
+    *,
+    resume: bool = False,
+    envs: gymnasium.vector.VectorEnv | None = None,
+    show_progress: bool | None = None,
+) -> RunResult:
+    """Train a GPT policy with PPO and return where the run was saved.
+
+    ``hparams.run_name`` picks ``<runs_dir>/<run_name>`` (a timestamped name when None).
+    With ``resume`` the run continues from that directory's checkpoint using its saved
+    hyperparameters (``total_steps`` from ``hparams`` may extend it). ``envs`` may be
+    any NEXT_STEP-autoreset ``gymnasium.vector.VectorEnv`` (e.g. remote envs); by default
+    local ones are made from ``hparams.env_id``. ``show_progress`` defaults to showing
+    the live view when stdout is a terminal. Ctrl-C saves a checkpoint and raises
+    :class:`TrainingInterrupted`.
+    """
+    run_name = hparams.run_name or default_run_name(hparams)
+    run_dir = Path(hparams.runs_dir) / run_name
+    state = None
+    if resume:
+        state = load_checkpoint(run_dir)
+        saved = Hyperparameters.from_dict(state["hyperparameters"])
+        hparams = saved.replace(total_steps=hparams.total_steps)
+        state["hyperparameters"] = hparams.to_dict()
+    elif (run_dir / CHECKPOINT_FILE).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True or another name")
+    hparams = hparams.replace(run_name=run_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(hparams, run_dir, envs=envs, resume_state=state)
+    if state is None:
+        trainer.save()
+    return trainer.run(show_progress=show_progress)

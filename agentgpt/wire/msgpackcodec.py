@@ -1,0 +1,143 @@
+"""MessagePack encoding: arrays as extension type 1 (dtype, shape, raw bytes).
+
+Encoding relies on msgpack's ``default`` hook, which is only called for values msgpack
+cannot pack itself, so plain maps, lists and numbers cost nothing extra. This is the hot
+path of every remote step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from agentgpt.wire.errors import WireError
+
+__all__ = ["ARRAY_EXT_TYPE", "decode_msgpack", "encode_msgpack"]
+
+ARRAY_EXT_TYPE = 1
+
+# Arrays of these kinds travel as raw bytes; any other dtype has no portable layout.
+_RAW_KINDS = frozenset("biuf")
+_CACHE_LIMIT = 1024
+
+# (dtype string, shape) -> the ext payload's bytes that precede the raw data: the array
+# header, the dtype string, the shape and the bin header. One step's arrays keep the same
+# dtype and shape from call to call, so building it once saves most of the work.
+_payload_prefixes: dict[tuple[str, tuple[int, ...]], bytes] = {}
+# dtype string -> validated dtype, for decoding.
+_dtypes: dict[str, np.dtype] = {}
+
+
+def _bin_header(length: int) -> bytes:
+    if length < 0x100:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 0x10000:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+def _payload_prefix(dtype_str: str, shape: tuple[int, ...], nbytes: int) -> bytes:
+    key = (dtype_str, shape)
+    prefix = _payload_prefixes.get(key)
+    if prefix is None:
+        prefix = b"\x93" + msgpack.packb(dtype_str) + msgpack.packb(list(shape))
+        prefix += _bin_header(nbytes)
+        if len(_payload_prefixes) >= _CACHE_LIMIT:
+            _payload_prefixes.clear()
+        _payload_prefixes[key] = prefix
+    return prefix
+
+
+def _array_ext(array: np.ndarray) -> Any:
+    dtype = array.dtype
+    if dtype.kind not in _RAW_KINDS:
+        if dtype.hasobject or dtype.kind in "US":
+            return array.tolist()
+        raise TypeError(f"arrays of dtype {dtype} cannot be encoded")
+    if dtype.str[0] == ">":  # the wire is little-endian
+        array = array.astype(dtype.newbyteorder("<"))
+        dtype = array.dtype
+    prefix = _payload_prefix(dtype.str, array.shape, array.nbytes)
+    return msgpack.ExtType(ARRAY_EXT_TYPE, prefix + array.tobytes())
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return _array_ext(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    raise TypeError(f"cannot encode a value of type {type(obj).__name__}")
+
+
+def encode_msgpack(obj: Any) -> bytes:
+    """MessagePack of ``obj``; NumPy arrays become ext 1, NumPy scalars plain numbers."""
+    try:
+        return msgpack.packb(obj, default=_default, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise WireError(f"cannot encode as MessagePack: {exc}") from exc
+
+
+def _dtype(dtype_str: Any) -> np.dtype:
+    dtype = _dtypes.get(dtype_str) if isinstance(dtype_str, str) else None
+    if dtype is not None:
+        return dtype
+    if not isinstance(dtype_str, str) or len(dtype_str) > 8:
+        raise WireError(f"array dtype must be a short string like '<f4', got {dtype_str!r}")
+    try:
+        dtype = np.dtype(dtype_str)
+    except (TypeError, ValueError):
+        raise WireError(f"unknown array dtype {dtype_str!r}") from None
+    if dtype.kind not in _RAW_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise WireError(f"unsupported array dtype {dtype_str!r}")
+    if len(_dtypes) < _CACHE_LIMIT:
+        _dtypes[dtype_str] = dtype
+    return dtype
+
+
+def _ext_hook(code: int, data: bytes) -> np.ndarray:
+    """Ext 1 as a writeable, native-byte-order array that owns its memory."""
+    if code != ARRAY_EXT_TYPE:
+        raise WireError(f"unknown MessagePack extension type {code}")
+    payload = msgpack.unpackb(data, raw=False)
+    if type(payload) is not list or len(payload) != 3:
+        raise WireError("an array extension must hold [dtype, shape, data]")
+    dtype_str, shape, raw = payload
+    dtype = _dtype(dtype_str)
+    if type(shape) is not list or len(shape) > 32:
+        raise WireError(f"array shape must be a list of at most 32 sizes, got {shape!r}")
+    count = 1
+    for size in shape:
+        if type(size) is not int or size < 0:
+            raise WireError(f"array shape must hold non-negative integers, got {shape!r}")
+        count *= size
+    if type(raw) is not bytes or len(raw) != count * dtype.itemsize:
+        got = len(raw) if isinstance(raw, bytes) else type(raw).__name__
+        raise WireError(
+            f"array data must be bin of {count * dtype.itemsize} bytes for shape "
+            f"{shape} and dtype {dtype_str}, got {got}"
+        )
+    if dtype.kind == "b":
+        # Any non-zero byte is True; normalizing keeps NumPy's bools well formed.
+        return np.ndarray(shape, np.uint8, raw) != 0
+    if not dtype.isnative:
+        return np.ndarray(shape, dtype, raw).astype(dtype.newbyteorder("="))
+    # A bytearray copy makes the array writeable and the sole owner of its memory.
+    return np.ndarray(shape, dtype, bytearray(raw))
+
+
+def decode_msgpack(data: bytes) -> Any:
+    """Plain Python values, with ext 1 decoded into NumPy arrays (writeable copies).
+
+    Map keys must be strings (or bin): integer keys are refused, as msgpack does by default,
+    because they make hash collisions cheap for a hostile client.
+    """
+    try:
+        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False)
+    except Exception as exc:  # msgpack reports malformed input with many exception types
+        raise WireError(f"malformed MessagePack body: {exc}") from exc
