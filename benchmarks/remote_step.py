@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium
 import httpx
@@ -45,12 +46,53 @@ EnvServer(api_keys=[sys.argv[2]]).run(host="127.0.0.1", port=int(sys.argv[1]), l
 class Result:
     name: str
     steps_per_s: float
+    #: CPU time per env step of this process and of the server process (``None``: unknown).
+    client_us: float | None
+    server_us: float | None
     baseline: str | None  # name of the local result this one is compared with
 
 
+class Meter:
+    """Wall time and CPU time of the client and (on Linux) the server over one measurement.
+
+    CPU time per step shows which side costs what, and unlike steps/s it barely moves when
+    other processes compete for the cores.
+    """
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self._start = (0.0, 0.0, None)
+
+    def _server_cpu(self) -> float | None:
+        if self.server_pid is None:
+            return None
+        try:
+            with open(f"/proc/{self.server_pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # not Linux
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        self._start = (time.perf_counter(), time.process_time(), self._server_cpu())
+
+    def stop(self, name: str, steps: int, baseline: str | None) -> Result:
+        wall = time.perf_counter() - self._start[0]
+        client = time.process_time() - self._start[1]
+        server_end, server_start = self._server_cpu(), self._start[2]
+        server = None if server_end is None or server_start is None else server_end - server_start
+        return Result(
+            name,
+            steps / wall,
+            client / steps * 1e6,
+            None if server is None else server / steps * 1e6,
+            baseline,
+        )
+
+
 @contextlib.contextmanager
-def server_process(api_key: str, startup_timeout: float = 60.0) -> Iterator[str]:
-    """Start an env server in a child process; yield its URL once it answers ``/health``.
+def server_process(api_key: str, startup_timeout: float = 60.0) -> Iterator[tuple[str, int]]:
+    """Start an env server in a child process; yield its URL and pid once it answers.
 
     The server binds port 0 itself and prints the URL, so no other process can take the
     port between choosing and binding it.
@@ -75,7 +117,7 @@ def server_process(api_key: str, startup_timeout: float = 60.0) -> Iterator[str]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"env server did not answer within {startup_timeout} s")
             time.sleep(0.1)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -94,70 +136,100 @@ def _read_url(process: subprocess.Popen) -> str:
     raise RuntimeError(f"env server exited with code {process.wait()} before listening")
 
 
-def time_single(env: gymnasium.Env, steps: int, warmup: int) -> float:
-    """Steps per second of one env under random actions, resetting at episode ends."""
+def time_single(env: gymnasium.Env, steps: int, warmup: int, meter: Meter) -> None:
+    """Step one env under random actions, resetting at episode ends; ``meter`` times it."""
     actions = np.random.default_rng(0).integers(0, 2, size=steps + warmup)
     env.reset(seed=0)
-    start = 0.0
     for i, action in enumerate(actions):
         if i == warmup:
-            start = time.perf_counter()
+            meter.start()
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - start)
 
 
-def time_vector(env: gymnasium.vector.VectorEnv, iterations: int, warmup: int) -> float:
-    """Sub-env steps per second of a vector env (next-step autoreset handles episode ends)."""
-    rng = np.random.default_rng(0)
-    actions = rng.integers(0, 2, size=(iterations + warmup, env.num_envs))
+def time_vector(
+    env: gymnasium.vector.VectorEnv, iterations: int, warmup: int, meter: Meter
+) -> None:
+    """Step a vector env (next-step autoreset handles episode ends); ``meter`` times it."""
+    actions = np.random.default_rng(0).integers(0, 2, size=(iterations + warmup, env.num_envs))
     env.reset(seed=0)
-    start = 0.0
     for i, action in enumerate(actions):
         if i == warmup:
-            start = time.perf_counter()
+            meter.start()
         env.step(action)
-    return iterations * env.num_envs / (time.perf_counter() - start)
 
 
-def run(url: str, api_key: str | None, steps: int, iterations: int, num_envs: int) -> list[Result]:
+def run(
+    url: str,
+    api_key: str | None,
+    server_pid: int | None,
+    steps: int,
+    iterations: int,
+    num_envs: int,
+    repeat: int,
+) -> list[Result]:
+    """Every measurement, each the fastest of ``repeat`` timed runs on the same env.
+
+    The fastest run is the one least disturbed by other processes on the machine, which is
+    what a comparison between local and remote stepping needs.
+    """
     warmup = max(steps // 10, 50)
     vector_warmup = max(iterations // 10, 5)
     results: list[Result] = []
+    local_meter, remote_meter = Meter(None), Meter(server_pid)
 
-    def measure(name: str, baseline: str | None, fn: Callable[[], float]) -> None:
-        results.append(Result(name, fn(), baseline))
-        print(f"  {name}: {results[-1].steps_per_s:,.0f} steps/s", file=sys.stderr)
+    def best(timed: Callable[..., Result], *args: Any) -> None:
+        result = max((timed(*args) for _ in range(repeat)), key=lambda r: r.steps_per_s)
+        results.append(result)
+        print(f"  {result.name}: {result.steps_per_s:,.0f} steps/s", file=sys.stderr)
+
+    def single(env: gymnasium.Env, meter: Meter, name: str, baseline: str | None) -> Result:
+        time_single(env, steps, warmup, meter)
+        return meter.stop(name, steps, baseline)
+
+    def vector(env: Any, meter: Meter, name: str, baseline: str | None) -> Result:
+        time_vector(env, iterations, vector_warmup, meter)
+        return meter.stop(name, iterations * num_envs, baseline)
 
     local_single = f"local {ENV_NAME}"
     local_vector = f"local {num_envs}-env vector"
     with gymnasium.make(ENV_NAME) as env:
-        measure(local_single, None, lambda: time_single(env, steps, warmup))
+        best(single, env, local_meter, local_single, None)
     for encoding in ("json", "msgpack"):
         with RemoteEnv(url, ENV_NAME, api_key, encoding=encoding) as env:
-            measure(f"remote {encoding} single env", local_single, lambda: time_single(env, steps, warmup))
+            name = f"remote {encoding} single env"
+            best(single, env, remote_meter, name, local_single)
     local = gymnasium.make_vec(ENV_NAME, num_envs=num_envs, vectorization_mode="sync")
-    measure(local_vector, None, lambda: time_vector(local, iterations, vector_warmup))
+    best(vector, local, local_meter, local_vector, None)
     local.close()
     for encoding in ("json", "msgpack"):
         with RemoteVectorEnv(url, ENV_NAME, num_envs, api_key, encoding=encoding) as env:
-            measure(
-                f"remote {encoding} {num_envs}-env vector",
-                local_vector,
-                lambda: time_vector(env, iterations, vector_warmup),
-            )
+            name = f"remote {encoding} {num_envs}-env vector"
+            best(vector, env, remote_meter, name, local_vector)
     return results
 
 
 def format_table(results: list[Result]) -> str:
     by_name = {r.name: r for r in results}
     width = max(len(r.name) for r in results)
-    lines = [f"| {'measurement':<{width}} | {'env-steps/s':>12} | {'vs. local':>9} |"]
-    lines.append(f"|{'-' * (width + 2)}|{'-' * 13}:|{'-' * 10}:|")
+
+    def us(value: float | None) -> str:
+        return "" if value is None else f"{value:,.1f}"
+
+    lines = [
+        f"| {'measurement':<{width}} | env-steps/s | vs. local | client CPU µs/step"
+        " | server CPU µs/step |",
+        f"|{'-' * (width + 2)}|------------:|----------:|-------------------:|-------------------:|",
+    ]
     for r in results:
-        ratio = "" if r.baseline is None else f"{r.steps_per_s / by_name[r.baseline].steps_per_s:.3f}"
-        lines.append(f"| {r.name:<{width}} | {r.steps_per_s:>12,.0f} | {ratio:>9} |")
+        ratio = (
+            "" if r.baseline is None else f"{r.steps_per_s / by_name[r.baseline].steps_per_s:.3f}"
+        )
+        lines.append(
+            f"| {r.name:<{width}} | {r.steps_per_s:>11,.0f} | {ratio:>9} "
+            f"| {us(r.client_us):>18} | {us(r.server_us):>18} |"
+        )
     return "\n".join(lines)
 
 
@@ -166,16 +238,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5000, help="single-env steps per measurement")
     parser.add_argument("--iterations", type=int, default=200, help="vector steps per measurement")
     parser.add_argument("--num-envs", type=int, default=64, help="sub-envs of the vector env")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs per measurement (best kept)"
+    )
     parser.add_argument("--url", help="measure this running server instead of starting one")
     parser.add_argument("--api-key", help="key for --url (a started server gets a random one)")
     args = parser.parse_args(argv)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     if args.url:
-        results = run(args.url, args.api_key, args.steps, args.iterations, args.num_envs)
+        results = run(
+            args.url, args.api_key, None, args.steps, args.iterations, args.num_envs, args.repeat
+        )
     else:
         key = secrets.token_hex(16)
-        with server_process(key) as url:
-            results = run(url, key, args.steps, args.iterations, args.num_envs)
+        with server_process(key) as (url, pid):
+            results = run(url, key, pid, args.steps, args.iterations, args.num_envs, args.repeat)
+    print(f"{os.cpu_count()} CPU cores, 1-minute load average {load:.2f} at start")
     print(format_table(results))
 
 

@@ -56,8 +56,7 @@ def test_steps_equal_a_local_env(url, env_name, encoding):
     actions = local.action_space
     actions.seed(7)
     with RemoteEnv(url, env_name, KEY, encoding=encoding) as env:
-        episodes = 0
-        for seed in range(100, 200):
+        for seed in (100, 101, 102):  # three episodes, each run to its end
             assert same_values(env.reset(seed=seed), local.reset(seed=seed))
             while True:
                 action = actions.sample()
@@ -69,9 +68,6 @@ def test_steps_equal_a_local_env(url, env_name, encoding):
                 assert same_values(remote_step[4], local_step[4])
                 if remote_step[2] or remote_step[3]:
                     break
-            episodes += 1
-            if episodes == 3:
-                break
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -156,3 +152,28 @@ def test_observations_are_the_callers_to_modify(url):
         obs += 1.0  # a local env's observations are writable; so are these
         next_obs = env.step(0)[0]
         assert next_obs.flags.writeable
+
+
+def test_one_connection_is_kept_alive_and_replaced_when_idle(url, monkeypatch):
+    import socket
+
+    from agentgpt.remote import transport as transport_module
+
+    connects = []
+    real_connect = socket.create_connection
+
+    def counting_connect(*args, **kwargs):
+        connects.append(args[0])
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(transport_module.socket, "create_connection", counting_connect)
+    with RemoteEnv(url, "CartPole-v1", KEY) as env:
+        env.reset(seed=0)
+        for _ in range(5):
+            env.step(0)
+        assert len(connects) == 1  # make, reset and steps share one connection
+        # A connection idle for longer than the expiry is replaced, not reused.
+        monkeypatch.setattr(transport_module, "_KEEPALIVE_EXPIRY", -1.0)
+        env.step(0)
+        env.step(0)
+        assert len(connects) == 3

@@ -12,8 +12,10 @@ from gymnasium import spaces
 
 from agentgpt.envhost import EnvServer
 from agentgpt.envhost.testing import run_server_in_thread
+from agentgpt.envs import PETTINGZOO_ENVS
 from agentgpt.remote import RemoteEnv, RemoteEnvError, RemoteParallelEnv, RemoteVectorEnv
 
+LANDMARKS = "agentgpt/Landmarks-v0"
 KEY = "remote-errors-test-key"
 ENCODINGS = ["msgpack", "json"]
 
@@ -41,7 +43,7 @@ def url():
         api_keys=[KEY],
         register={
             "slow": SlowEnv,
-            "landmarks": "agentgpt.envs.landmarks:parallel_env",
+            **PETTINGZOO_ENVS,
         },
     )
     with run_server_in_thread(server) as base_url:
@@ -129,11 +131,17 @@ def test_read_timeout_is_reported(url):
         assert raised.value.error_type == "timeout"
 
 
-def test_single_agent_client_refuses_a_multi_agent_env(url):
-    with pytest.raises(TypeError, match="RemoteParallelEnv"):
-        RemoteEnv(url, "landmarks", KEY)
-    with pytest.raises(TypeError, match="RemoteEnv"):
-        RemoteParallelEnv(url, "CartPole-v1", KEY)
+def test_clients_refuse_the_wrong_kind_of_env_and_free_it():
+    # One env per key: a refused env left behind on the server would block the next make.
+    server = EnvServer(api_keys=[KEY], register=dict(PETTINGZOO_ENVS), max_envs_per_key=1)
+    with run_server_in_thread(server) as base_url:
+        for _ in range(2):
+            with pytest.raises(TypeError, match="RemoteParallelEnv"):
+                RemoteEnv(base_url, LANDMARKS, KEY)
+            with pytest.raises(TypeError, match="RemoteEnv"):
+                RemoteParallelEnv(base_url, "CartPole-v1", KEY)
+        with RemoteEnv(base_url, "CartPole-v1", KEY) as env:
+            assert env.reset(seed=0)[0].shape == (4,)
 
 
 def test_bad_encoding_is_rejected_before_any_request():

@@ -159,7 +159,7 @@ def test_transport_writes_one_well_formed_request_and_reconnects_after_close():
         _msgpack_answer({"n": 1}, b"Connection: close\r\n"),
         _msgpack_answer({"n": 2}),
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html\r\n"
-        b"Content-Length: 19\r\n\r\n<h1>maintenance</h1>"[:-1],
+        b"Content-Length: 20\r\n\r\n<h1>maintenance</h1>",
     ]
     with _scripted_server(answers) as (url, requests):
         transport = Transport(url + "/prefix/", "secret", encoding="msgpack")

@@ -10,10 +10,12 @@ from pettingzoo.test import parallel_api_test
 
 from agentgpt.envhost import EnvServer
 from agentgpt.envhost.testing import run_server_in_thread
+from agentgpt.envs import PETTINGZOO_ENVS
 from agentgpt.envs.landmarks import parallel_env as landmarks_env
 from agentgpt.remote import RemoteParallelEnv
 from agentgpt.remote.testing import same_values
 
+LANDMARKS = "agentgpt/Landmarks-v0"
 KEY = "remote-parallel-test-key"
 ENCODINGS = ["msgpack", "json"]
 
@@ -22,7 +24,7 @@ ENCODINGS = ["msgpack", "json"]
 def url():
     server = EnvServer(
         api_keys=[KEY],
-        register={"landmarks": landmarks_env, "rps": rps_v2.parallel_env},
+        register={**PETTINGZOO_ENVS, "rps": rps_v2.parallel_env},
     )
     with run_server_in_thread(server) as base_url:
         yield base_url
@@ -31,12 +33,10 @@ def url():
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize(
     ("env_name", "env_kwargs"),
-    [("landmarks", {"num_agents": 3}), ("rps", {"max_cycles": 15})],
+    [(LANDMARKS, {"num_agents": 3}), ("rps", {"max_cycles": 15})],
 )
 def test_parallel_api_test_passes(url, env_name, env_kwargs, encoding):
-    with RemoteParallelEnv(
-        url, env_name, KEY, env_kwargs=env_kwargs, encoding=encoding
-    ) as env:
+    with RemoteParallelEnv(url, env_name, KEY, env_kwargs=env_kwargs, encoding=encoding) as env:
         parallel_api_test(env, num_cycles=100)
 
 
@@ -44,7 +44,7 @@ def test_parallel_api_test_passes(url, env_name, env_kwargs, encoding):
 def test_equals_the_local_env_while_agents_leave(url, encoding):
     local = landmarks_env(num_agents=3)
     with RemoteParallelEnv(
-        url, "landmarks", KEY, env_kwargs={"num_agents": 3}, encoding=encoding
+        url, LANDMARKS, KEY, env_kwargs={"num_agents": 3}, encoding=encoding
     ) as remote:
         assert remote.possible_agents == local.possible_agents
         for agent in local.possible_agents:
@@ -59,8 +59,10 @@ def test_equals_the_local_env_while_agents_leave(url, encoding):
                 actions = {agent: int(rng.integers(5)) for agent in local.agents}
                 remote_step = remote.step(actions)
                 local_step = local.step(actions)
-                for r, l in zip(remote_step, local_step, strict=True):
-                    assert same_values(r, l), f"{r!r} != {l!r}"
+                for remote_part, local_part in zip(remote_step, local_step, strict=True):
+                    assert same_values(remote_part, local_part), (
+                        f"{remote_part!r} != {local_part!r}"
+                    )
                 assert remote.agents == local.agents
                 partial_steps += 0 < len(local.agents) < len(local.possible_agents)
         # Some steps had agents gone while others played on: absent agents were exercised.
@@ -90,7 +92,7 @@ def test_same_step_autoreset_starts_the_next_episode(url, encoding):
 
 
 def test_close_frees_the_server_env(url):
-    with RemoteParallelEnv(url, "landmarks", KEY) as env:
+    with RemoteParallelEnv(url, LANDMARKS, KEY) as env:
         env.reset(seed=0)
         key = env.env_key
     env.close()

@@ -45,13 +45,13 @@ def _run_side_by_side(remote: VectorEnv, local: VectorEnv, steps: int, mode: str
         action = actions.sample()
         remote_step = remote.step(action)
         local_step = local.step(action)
-        for name, r, l in zip(
+        for name, remote_part, local_part in zip(
             ["observations", "rewards", "terminations", "truncations", "infos"],
             remote_step,
             local_step,
             strict=True,
         ):
-            _assert_equal(r, l, f"step {t} {name}")
+            _assert_equal(remote_part, local_part, f"step {t} {name}")
         ended = local_step[2] | local_step[3]
         ends += int(ended.sum())
         if mode == "disabled" and ended.any():
@@ -144,3 +144,12 @@ def test_close_frees_the_server_env(url):
     )
     assert answer.status_code == 404
     assert answer.json()["error"]["type"] == "env_not_found"
+
+
+def test_async_vectorization_equals_local(url):
+    """Sub-envs in their own server-side processes give the same values."""
+    local = gymnasium.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    with RemoteVectorEnv(url, "CartPole-v1", 2, KEY, vectorization_mode="async") as remote:
+        ends = _run_side_by_side(remote, local, 40, "next_step")
+    local.close()
+    assert ends >= 2

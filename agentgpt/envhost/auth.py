@@ -53,6 +53,8 @@ class ApiKeys:
     """
 
     def __init__(self, keys: Iterable[str] | None = None) -> None:
+        if isinstance(keys, str | bytes):
+            raise TypeError("api_keys must be a list of keys, not a single string")
         cleaned = []
         for key in keys or ():
             if not isinstance(key, str) or not key.strip():

@@ -64,7 +64,7 @@ def env_server(
         typer.Option(
             "--api-key",
             help="Accepted bearer key (repeatable). Also read from AGENTGPT_API_KEYS"
-            " (comma separated).",
+            " (comma separated) and --api-keys-file, which keep keys out of the process list.",
         ),
     ] = None,
     api_keys_file: Annotated[
@@ -86,9 +86,13 @@ def env_server(
     ] = None,
     insecure: Annotated[
         bool,
-        typer.Option(help="Allow listening on a non-loopback address without any API key."),
+        typer.Option(
+            "--insecure", help="Allow listening on a non-loopback address without any API key."
+        ),
     ] = False,
-    debug: Annotated[bool, typer.Option(help="Include tracebacks in error responses.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Include tracebacks in error responses.")
+    ] = False,
     max_body_bytes: Annotated[
         int, typer.Option(help="Largest accepted request body, in bytes (413 above).", min=1)
     ] = 8 * 1024 * 1024,

@@ -1,15 +1,14 @@
 """The env server: HTTP routes over the env table (``docs/protocol.md`` is the contract).
 
-A thin Starlette app. Content negotiation, auth and body limits are done by hand in one
-request wrapper instead of middleware or per-request models, because the single-env
-``/step`` round trip is the product's hot path and every microsecond there is paid on
-every environment step.
+Content negotiation, auth and body limits are done in one request wrapper instead of
+middleware or per-request models, on a minimal ASGI core (:mod:`agentgpt.envhost.asgi`)
+served by uvicorn, because the single-env ``/step`` round trip is the product's hot path
+and every microsecond there is paid on every environment step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -18,19 +17,24 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
 from agentgpt import __version__, wire
 from agentgpt.envhost import errors
 from agentgpt.envhost.adapters import AUTORESET_MODES
+from agentgpt.envhost.asgi import (
+    AsgiApp,
+    BodyTooLarge,
+    ClientDisconnected,
+    HttpRequest,
+    Route,
+    Send,
+    send_response,
+)
 from agentgpt.envhost.auth import ApiKeys
 from agentgpt.envhost.builders import build_single, build_vector
 from agentgpt.envhost.registry import EnvRegistry, Factory
+from agentgpt.envhost.serving import uvicorn_config
 from agentgpt.envhost.sessions import EnvTable, Session
+from agentgpt.envhost.workers import WorkerPool
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
@@ -120,32 +124,7 @@ def _render_mode(payload: Payload) -> str | None:
     return mode
 
 
-# ---------------------------------------------------------------------------- headers
-
-
-class _Headers(NamedTuple):
-    """The four request headers the server reads, found in one pass over the raw list."""
-
-    content_type: str | None
-    accept: str | None
-    authorization: str | None
-    content_length: str | None
-
-    @classmethod
-    def of(cls, request: Request) -> _Headers:
-        found: dict[bytes, str] = {}
-        for name, value in request.scope["headers"]:
-            if name in _WANTED_HEADERS:
-                found[name] = value.decode("latin-1")
-        return cls(
-            found.get(b"content-type"),
-            found.get(b"accept"),
-            found.get(b"authorization"),
-            found.get(b"content-length"),
-        )
-
-
-_WANTED_HEADERS = frozenset((b"content-type", b"accept", b"authorization", b"content-length"))
+# ---------------------------------------------------------------------------- negotiation
 
 
 class _Negotiated(NamedTuple):
@@ -159,9 +138,9 @@ def _negotiate_values(content_type: str | None, accept: str | None) -> _Negotiat
     return _Negotiated(sent or _JSON, wire.media_type_from_header(accept) or sent or _JSON)
 
 
-def _negotiate(headers: _Headers) -> _Negotiated:
+def _negotiate(request: HttpRequest) -> _Negotiated:
     """Body and answer encodings (clients repeat the same headers, hence the cache)."""
-    return _negotiate_values(headers.content_type, headers.accept)
+    return _negotiate_values(request.content_type, request.accept)
 
 
 # ---------------------------------------------------------------------------- the server
@@ -195,29 +174,25 @@ class EnvServer:
         self.incarnation = uuid.uuid4().hex
         self.table = EnvTable(max_envs_per_key, float(idle_timeout), closer=self._schedule_close)
         self._max_threads = max_threads
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers: WorkerPool | None = None
         self._closing: set[asyncio.Task] = set()
-        self.app = Starlette(
-            # Hot routes first: Starlette tries routes in order.
+        #: The ASGI application.
+        self.app = AsgiApp(
             routes=[
-                Route("/step", self._endpoint(self._step), methods=["POST"]),
-                Route("/reset", self._endpoint(self._reset), methods=["POST"]),
-                Route("/make", self._endpoint(self._make), methods=["POST"]),
-                Route("/make_vec", self._endpoint(self._make_vec), methods=["POST"]),
-                Route("/close", self._endpoint(self._close), methods=["POST"]),
-                Route(
-                    "/action_space",
-                    self._endpoint(self._action_space, query=True),
-                    methods=["GET"],
-                ),
+                Route("/step", "POST", self._endpoint(self._step)),
+                Route("/reset", "POST", self._endpoint(self._reset)),
+                Route("/make", "POST", self._endpoint(self._make)),
+                Route("/make_vec", "POST", self._endpoint(self._make_vec)),
+                Route("/close", "POST", self._endpoint(self._close)),
+                Route("/action_space", "GET", self._endpoint(self._action_space, query=True)),
                 Route(
                     "/observation_space",
+                    "GET",
                     self._endpoint(self._observation_space, query=True),
-                    methods=["GET"],
                 ),
-                Route("/health", self._health, methods=["GET"]),
+                Route("/health", "GET", self._health),
             ],
-            exception_handlers={HTTPException: self._http_exception},
+            fallback=self._no_route,
             lifespan=self._lifespan,
         )
 
@@ -236,19 +211,15 @@ class EnvServer:
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         print(f"AgentGPT env server listening on http://{shown}:{bound}", flush=True)
-        # No proxy-header rewriting: the server never uses client addresses.
-        config = uvicorn.Config(
-            self.app, log_level=log_level, access_log=False, proxy_headers=False
-        )
         try:
-            uvicorn.Server(config).run(sockets=[sock])
+            uvicorn.Server(uvicorn_config(self.app, log_level)).run(sockets=[sock])
         except KeyboardInterrupt:
             pass  # uvicorn re-raises Ctrl-C after its graceful shutdown; that is a normal stop
         finally:
             sock.close()
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Any) -> AsyncIterator[None]:
+    async def _lifespan(self) -> AsyncIterator[None]:
         reaper = asyncio.get_running_loop().create_task(self._reap_idle())
         try:
             yield
@@ -259,9 +230,9 @@ class EnvServer:
             if self._closing:
                 # An env stuck inside a call cannot be closed; do not hang shutdown on it.
                 await asyncio.wait(list(self._closing), timeout=_SHUTDOWN_CLOSE_TIMEOUT)
-            if self._executor is not None:
-                self._executor.shutdown(wait=False)
-                self._executor = None
+            if self._workers is not None:
+                self._workers.shutdown()
+                self._workers = None
 
     async def _reap_idle(self) -> None:
         interval = min(max(self.table.idle_timeout / 4, 0.05), 30.0)
@@ -274,25 +245,10 @@ class EnvServer:
     # ------------------------------------------------------------------ env calls
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run blocking ``fn(*args)`` in the server's worker threads.
-
-        A plain executor hand-off is the cheapest way off the loop, which matters on the
-        per-step path. A running env call cannot be interrupted, so if the waiting request
-        is cancelled this still waits for the call to finish: the env's lock must not be
-        released while its code runs.
-        """
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                self._max_threads, thread_name_prefix="env-call"
-            )
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([future])
-            raise
+        """Run blocking ``fn(*args)`` off the event loop, in the server's worker threads."""
+        if self._workers is None:
+            self._workers = WorkerPool(self._max_threads)
+        return await self._workers.call(fn, *args)
 
     async def _call(self, session: Session, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` in a worker thread, serialized with every other call on ``session``."""
@@ -321,45 +277,29 @@ class EnvServer:
 
     # ------------------------------------------------------------------ plumbing
 
-    @staticmethod
-    def _response_media_type(request: Request) -> str:
-        return _negotiate(_Headers.of(request)).response
-
-    def _error_response(self, error: errors.ApiError, media_type: str) -> Response:
+    async def _send_error(self, send: Send, error: errors.ApiError, media_type: str) -> None:
         if error.status >= 500:
             if error.debug_traceback:
                 logger.error("%s: %s\n%s", error.error_type, error.message, error.debug_traceback)
             else:
                 logger.error("%s: %s", error.error_type, error.message)
         body = wire.encode(errors.error_body(error, self.debug), media_type)
-        return Response(body, error.status, headers=error.headers, media_type=media_type)
+        await send_response(send, error.status, body, media_type, error.headers)
 
-    async def _read_payload(self, request: Request, headers: _Headers) -> Payload:
-        length = headers.content_length
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                raise errors.bad_request(f"invalid Content-Length {length!r}") from None
-            if declared > self.max_body_bytes:
+    async def _read_payload(self, request: HttpRequest) -> Payload:
+        try:
+            data = await request.body(self.max_body_bytes)
+        except BodyTooLarge as exc:
+            if exc.declared is not None:
                 raise errors.payload_too_large(
-                    f"the body is {declared} bytes; the limit is {self.max_body_bytes} bytes"
-                )
-            data = await request.body()
-        else:
-            chunks = []
-            size = 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    raise errors.payload_too_large(
-                        f"the body exceeds the limit of {self.max_body_bytes} bytes"
-                    )
-                chunks.append(chunk)
-            data = b"".join(chunks)
+                    f"the body is {exc.declared} bytes; the limit is {exc.limit} bytes"
+                ) from None
+            raise errors.payload_too_large(
+                f"the body exceeds the limit of {exc.limit} bytes"
+            ) from None
         if not data:
             return {}
-        media_type = _negotiate(headers).request
+        media_type = _negotiate(request).request
         try:
             payload = wire.decode(data, media_type)
         except wire.WireError as exc:
@@ -371,18 +311,19 @@ class EnvServer:
             )
         return payload
 
-    def _endpoint(self, handler: Handler, query: bool = False) -> Callable[..., Any]:
+    def _endpoint(
+        self, handler: Handler, query: bool = False
+    ) -> Callable[[HttpRequest, Send], Awaitable[None]]:
         """Wrap ``handler(owner, payload)`` with auth, decoding, encoding and error mapping."""
 
-        async def endpoint(request: Request) -> Response:
-            headers = _Headers.of(request)
-            media_type = _negotiate(headers).response
+        async def endpoint(request: HttpRequest, send: Send) -> None:
+            media_type = _negotiate(request).response
             try:
-                owner = self.keys.owner_for(headers.authorization)
+                owner = self.keys.owner_for(request.authorization)
                 if query:
-                    payload: Payload = dict(request.query_params)
+                    payload: Payload = request.query()
                 else:
-                    payload = await self._read_payload(request, headers)
+                    payload = await self._read_payload(request)
                 result = await handler(owner, payload)
                 try:
                     body = wire.encode(result, media_type)
@@ -393,36 +334,34 @@ class EnvServer:
                         f"the env's output cannot be encoded: {type(exc).__name__}: {exc}",
                     ) from exc
             except errors.ApiError as error:
-                return self._error_response(error, media_type)
+                await self._send_error(send, error, media_type)
+                return
+            except ClientDisconnected:
+                return
             except Exception as exc:
-                return self._error_response(errors.internal_error(exc), media_type)
-            return Response(body, media_type=media_type)
+                await self._send_error(send, errors.internal_error(exc), media_type)
+                return
+            await send_response(send, 200, body, media_type)
 
         return endpoint
 
-    async def _http_exception(self, request: Request, exc: Exception) -> Response:
+    async def _no_route(self, request: HttpRequest, send: Send, allowed: str | None) -> None:
         """Unknown routes and wrong methods, in the protocol's error format."""
-        media_type = self._response_media_type(request)
-        status = getattr(exc, "status_code", 500)
-        if status == 405:
-            allowed = (getattr(exc, "headers", None) or {}).get("Allow")
-            error = errors.method_not_allowed(
-                f"{request.method} is not allowed on {request.url.path}"
-                + (f" (use {allowed})" if allowed else ""),
-                allowed,
-            )
-        elif status == 404:
-            error = errors.not_found(f"no route {request.url.path!r}")
+        media_type = _negotiate(request).response
+        if allowed is None:
+            error = errors.not_found(f"no route {request.path!r}")
         else:
-            error = errors.ApiError(status, "bad_request", str(getattr(exc, "detail", exc)))
-        return self._error_response(error, media_type)
+            error = errors.method_not_allowed(
+                f"{request.method} is not allowed on {request.path} (use {allowed})", allowed
+            )
+        await self._send_error(send, error, media_type)
 
     # ------------------------------------------------------------------ routes
 
-    async def _health(self, request: Request) -> Response:
-        media_type = self._response_media_type(request)
+    async def _health(self, request: HttpRequest, send: Send) -> None:
+        media_type = _negotiate(request).response
         body = {"status": "ok", "version": __version__, "incarnation": self.incarnation}
-        return Response(wire.encode(body, media_type), media_type=media_type)
+        await send_response(send, 200, wire.encode(body, media_type), media_type)
 
     async def _make(self, owner: str, payload: Payload) -> Payload:
         source = self.registry.lookup(_env_name(payload))

@@ -44,6 +44,8 @@ def run_server_in_thread(
     """
     import uvicorn
 
+    from agentgpt.envhost.serving import uvicorn_config
+
     app = getattr(server, "app", server)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -53,14 +55,7 @@ def run_server_in_thread(
     sock.setblocking(False)
     bound_port = sock.getsockname()[1]
 
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        access_log=False,
-        proxy_headers=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    config = uvicorn_config(app, log_level, lifespan="on", timeout_graceful_shutdown=5)
     uv_server = uvicorn.Server(config)
     failure: list[BaseException] = []
 

@@ -59,17 +59,20 @@ class RemoteEnv(gymnasium.Env):
             timeout=timeout,
             connect_timeout=connect_timeout,
         )
-        made = self._session.made
-        if made.get("agents") is not None:
-            self._session.close()
-            raise TypeError(
-                f"{env_name!r} is a multi-agent env; use agentgpt.remote.RemoteParallelEnv"
-            )
+        try:
+            made = self._session.made
+            if made.get("agents") is not None:
+                raise TypeError(
+                    f"{env_name!r} is a multi-agent env; use agentgpt.remote.RemoteParallelEnv"
+                )
+            self.observation_space = space_from_wire(made["observation_space"])
+            self.action_space = space_from_wire(made["action_space"])
+            self.autoreset_mode: str = made["autoreset_mode"]
+        except BaseException:
+            self._session.close()  # nothing may be left running on the server
+            raise
         self.env_name = env_name
         self.env_key: str = self._session.env_key
-        self.autoreset_mode: str = made["autoreset_mode"]
-        self.observation_space = space_from_wire(made["observation_space"])
-        self.action_space = space_from_wire(made["action_space"])
         self.render_mode = render_mode
         if seed is not None:
             self.action_space.seed(seed)
@@ -134,4 +137,3 @@ class RemoteEnv(gymnasium.Env):
 
     def __repr__(self) -> str:
         return f"RemoteEnv({self.env_name!r} at {self._session.transport.base_url})"
-

@@ -60,23 +60,30 @@ class RemoteParallelEnv(ParallelEnv):
             connect_timeout=connect_timeout,
         )
         made = self._session.made
-        if made.get("agents") is None:
-            self._session.close()
-            raise TypeError(f"{env_name!r} is a single-agent env; use agentgpt.remote.RemoteEnv")
+        try:
+            if made.get("agents") is None:
+                raise TypeError(
+                    f"{env_name!r} is a single-agent env; use agentgpt.remote.RemoteEnv"
+                )
+            self.possible_agents: list[str] = list(made["agents"])
+            self.observation_spaces: dict[str, gymnasium.Space] = {
+                agent: space_from_wire(space)
+                for agent, space in zip(
+                    self.possible_agents, made["observation_space"], strict=True
+                )
+            }
+            self.action_spaces: dict[str, gymnasium.Space] = {
+                agent: space_from_wire(space)
+                for agent, space in zip(self.possible_agents, made["action_space"], strict=True)
+            }
+            self.autoreset_mode: str = made["autoreset_mode"]
+        except BaseException:
+            self._session.close()  # nothing may be left running on the server
+            raise
         self.env_name = env_name
         self.env_key: str = self._session.env_key
-        self.autoreset_mode: str = made["autoreset_mode"]
         self.render_mode = render_mode
-        self.possible_agents: list[str] = list(made["agents"])
         self.agents: list[str] = []
-        self.observation_spaces: dict[str, gymnasium.Space] = {
-            agent: space_from_wire(space)
-            for agent, space in zip(self.possible_agents, made["observation_space"], strict=True)
-        }
-        self.action_spaces: dict[str, gymnasium.Space] = {
-            agent: space_from_wire(space)
-            for agent, space in zip(self.possible_agents, made["action_space"], strict=True)
-        }
         if seed is not None:
             # The same per-agent seeds the server gives its own action spaces.
             for offset, agent in enumerate(self.possible_agents):

@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = ["same_values"]
 
+
 def same_values(a: Any, b: Any) -> bool:
     """Whether ``a`` and ``b`` are equal containers of equal values.
 
@@ -46,7 +47,7 @@ def same_values(a: Any, b: Any) -> bool:
         return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
     if type(a) is not type(b) and (_scalar_kind(a) is None or _scalar_kind(a) != _scalar_kind(b)):
         return False
-    if isinstance(a, float) or isinstance(a, np.floating):
+    if isinstance(a, (float, np.floating)):
         return bool(a == b or (np.isnan(a) and np.isnan(b)))
     return bool(a == b)
 

@@ -147,7 +147,8 @@ class Transport:
         try:
             sock, reader = self._connection()
             sock.sendall(
-                b"%s %s%s%d\r\n\r\n%s" % (method.encode(), target, self._head, len(content), content)
+                b"%s %s%s%d\r\n\r\n%s"
+                % (method.encode(), target, self._head, len(content), content)
             )
             response = reader.read_response()
         except TimeoutError as exc:

@@ -82,14 +82,18 @@ class RemoteVectorEnv(VectorEnv):
             connect_timeout=connect_timeout,
         )
         made = self._session.made
+        try:
+            self.num_envs = int(made["num_envs"])
+            self.single_observation_space = space_from_wire(made["observation_space"])
+            self.single_action_space = space_from_wire(made["action_space"])
+            self.autoreset_mode = AUTORESET_MODES[made["autoreset_mode"]]
+        except BaseException:
+            self._session.close()  # nothing may be left running on the server
+            raise
         self.env_name = env_name
         self.env_key: str = self._session.env_key
-        self.num_envs = int(made["num_envs"])
-        self.single_observation_space = space_from_wire(made["observation_space"])
-        self.single_action_space = space_from_wire(made["action_space"])
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.autoreset_mode = AUTORESET_MODES[made["autoreset_mode"]]
         self.metadata = {"autoreset_mode": self.autoreset_mode}
         self.render_mode = render_mode
         if seed is not None:

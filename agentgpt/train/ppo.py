@@ -143,9 +143,9 @@ def ppo_update(
                 approx_kl = float((((ratio - 1) - log_ratio) * pol).sum() / n_pol)
                 clipped = ((ratio - 1).abs() > hp.clip_range).float()
                 totals["cf"] += float((clipped * pol).sum() / n_pol)
-            totals["pl"] += float(policy_loss)
-            totals["vl"] += float(value_loss)
-            totals["ent"] += float(entropy)
+            totals["pl"] += float(policy_loss.detach())
+            totals["vl"] += float(value_loss.detach())
+            totals["ent"] += float(entropy.detach())
             totals["kl"] += approx_kl
             count += 1
             if hp.kl_early_stop and approx_kl > 1.5 * hp.target_kl:

@@ -46,6 +46,19 @@ def default_run_name(hp: Hyperparameters) -> str:
     return f"{env}_s{hp.seed}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+def _claim_new_name(runs_dir: Path, base: str) -> str:
+    """Create a fresh run directory (``base``, ``base-2``, ...) atomically."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        name = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            (runs_dir / name).mkdir()
+        except FileExistsError:
+            continue
+        return name
+    raise RuntimeError(f"could not find a free run name under {runs_dir}")
+
+
 def make_envs(hp: Hyperparameters) -> gymnasium.vector.VectorEnv:
     """Local vector env for ``hp.env_id`` (NEXT_STEP autoreset, Gymnasium's default)."""
     import agentgpt  # noqa: F401  (registers the shipped env ids)
@@ -289,7 +302,9 @@ def train(
     the live view when stdout is a terminal. Ctrl-C saves a checkpoint and raises
     :class:`TrainingInterrupted`.
     """
-    run_name = hparams.run_name or default_run_name(hparams)
+    run_name = hparams.run_name
+    if run_name is None:
+        run_name = _claim_new_name(Path(hparams.runs_dir), default_run_name(hparams))
     run_dir = Path(hparams.runs_dir) / run_name
     state = None
     if resume:

@@ -18,11 +18,11 @@ from gymnasium import spaces
 
 from agentgpt.wire.errors import UnsupportedSpaceError, WireError
 from agentgpt.wire.numeric import (
-    NONFINITE_TOKENS,
     cast_array,
     coerce_array,
     coerce_integer,
     numeric_array,
+    tokens_to_floats,
 )
 
 __all__ = ["space_from_wire", "space_to_wire"]
@@ -180,7 +180,7 @@ def _dtype_field(obj: Mapping[str, Any], kinds: str, default: str | None = None)
     name = obj.get("dtype", default) if default is not None else _field(obj, "dtype")
     try:
         dtype = np.dtype(name) if isinstance(name, str) else None
-    except TypeError:
+    except (TypeError, ValueError):
         dtype = None
     if dtype is None or dtype.kind not in kinds or dtype.fields is not None:
         raise WireError(f"{obj['type']} field 'dtype': unsupported dtype {name!r}")
@@ -204,16 +204,6 @@ def _array_field(obj: Mapping[str, Any], name: str, dtype: np.dtype, shape: Any)
         raise WireError(f"{obj['type']} field {name!r}: {exc}") from None
 
 
-def _tokens_to_floats(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_tokens_to_floats(item) for item in value]
-    if isinstance(value, str):
-        if value not in NONFINITE_TOKENS:
-            raise WireError(f"expected a number, got the string {value!r}")
-        return NONFINITE_TOKENS[value]
-    return value
-
-
 def _int_bound(
     value: Any, dtype: np.dtype, shape: tuple[int, ...], infinity: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +215,7 @@ def _int_bound(
     if isinstance(value, np.ndarray):
         items = value.astype(object)
     else:
-        items = np.array(_tokens_to_floats(value), dtype=object)
+        items = np.array(tokens_to_floats(value), dtype=object)
     if items.shape != shape:
         if items.size != 0 or math.prod(shape) != 0:
             raise WireError(f"expected shape {shape}, got shape {items.shape}")

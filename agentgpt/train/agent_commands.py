@@ -1,0 +1,103 @@
+"""``agentgpt eval`` and ``agentgpt export``: use a trained run directory.
+
+Both load the agent inside the command, so importing this module (which ``agentgpt
+--help`` does) never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register", "eval_command", "export_command"]
+
+_RunDir = Annotated[
+    Path,
+    typer.Argument(
+        help="Run directory written by 'agentgpt train' (holds checkpoint.pt).",
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
+    ),
+]
+
+
+def eval_command(
+    run_dir: _RunDir,
+    episodes: Annotated[int, typer.Option(help="Episodes to play.", min=1)] = 20,
+    video: Annotated[
+        Path | None,
+        typer.Option(help="Also render every episode to this .mp4 or .gif file."),
+    ] = None,
+    control: Annotated[
+        float,
+        typer.Option(help="Control value: 0.0 plays randomly, 1.0 at full skill.", min=0, max=1),
+    ] = 1.0,
+    num_input_states: Annotated[
+        int | None,
+        typer.Option(help="Context length K to act with (default: the trained K).", min=1),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Episode i is reset with seed + i.")] = 0,
+    stochastic: Annotated[
+        bool, typer.Option("--stochastic", help="Sample actions instead of taking the mode.")
+    ] = False,
+) -> None:
+    """Play a trained agent and print the mean and std of its episode return."""
+    from agentgpt.train.evaluate import evaluate
+
+    if video is not None and video.suffix.lower() not in (".mp4", ".gif"):
+        raise typer.BadParameter("must end with .mp4 or .gif", param_hint="--video")
+    try:
+        result = evaluate(
+            run_dir,
+            episodes=episodes,
+            seed=seed,
+            control=control,
+            num_input_states=num_input_states,
+            deterministic=not stochastic,
+            video=video,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"Cannot evaluate {run_dir}: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(
+        f"mean return {result.mean:.2f} +/- {result.std:.2f} over {result.episodes} episodes"
+    )
+    if video is not None:
+        typer.echo(f"video written to {video}")
+
+
+def export_command(
+    run_dir: _RunDir,
+    onnx: Annotated[Path, typer.Option("--onnx", help="Path of the ONNX file to write.")],
+    num_input_states: Annotated[
+        int | None,
+        typer.Option(help="Window length K of the graph (default: the trained K).", min=1),
+    ] = None,
+    with_log_probs: Annotated[
+        bool,
+        typer.Option(
+            "--with-log-probs",
+            help="Add a log_probs output for discrete actions (to sample or mask in-engine).",
+        ),
+    ] = False,
+) -> None:
+    """Export a trained agent to ONNX (see docs/onnx.md for feeding it)."""
+    from agentgpt.policy.export import export_onnx
+
+    try:
+        path = export_onnx(
+            run_dir, onnx, num_input_states=num_input_states, with_log_probs=with_log_probs
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"Cannot export {run_dir}: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"ONNX model written to {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` and ``export`` commands to the ``agentgpt`` CLI."""
+    app.command("eval", no_args_is_help=True)(eval_command)
+    app.command("export", no_args_is_help=True)(export_command)
