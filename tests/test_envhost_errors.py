@@ -318,6 +318,7 @@ def test_unknown_route_is_404_and_wrong_method_405(client):
     assert_error(answer, 404, "not_found", client.media_type, "/teleport")
     wrong = client.get("/step")
     assert_error(wrong, 405, "method_not_allowed", client.media_type, "POST")
+    assert wrong.headers["allow"] == "POST"
     assert_serves(client)
 
 

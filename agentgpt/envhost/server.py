@@ -207,7 +207,6 @@ class EnvServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(2048)
-        sock.set_inheritable(True)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         print(f"AgentGPT env server listening on http://{shown}:{bound}", flush=True)
