@@ -73,23 +73,9 @@ def test_run_directory_holds_everything(tmp_path: Path) -> None:
         train(tiny(tmp_path, run_name="basic"), show_progress=False)
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
-    straight = train(tiny(tmp_path, run_name="straight", total_steps=32 * 6), show_progress=False)
-    train(tiny(tmp_path, run_name="split", total_steps=32 * 3), show_progress=False)
-    resumed = train(
-        tiny(tmp_path, run_name="split", total_steps=32 * 6), resume=True, show_progress=False
-    )
-    assert resumed.global_step == straight.global_step == 192
-    a = (straight.run_dir / "metrics.csv").read_text()
-    b = (resumed.run_dir / "metrics.csv").read_text()
-    assert a == b
-    sa, sb = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
-    for key in sa["model"]:
-        assert torch.equal(sa["model"][key], sb["model"][key]), key
-
-
 class InterruptAfter(gymnasium.Wrapper):
-    """Raises KeyboardInterrupt (as Ctrl-C would) once ``steps`` steps have been taken."""
+    """Raises KeyboardInterrupt (as Ctrl-C would) at the ``steps``-th step of all
+    instances together; otherwise a transparent wrapper."""
 
     counter = [0]
 
@@ -104,18 +90,51 @@ class InterruptAfter(gymnasium.Wrapper):
         return self.env.step(action)
 
 
-def test_ctrl_c_saves_and_resume_finishes(tmp_path: Path) -> None:
+def _interrupting_cartpole(interrupt_at: int = -1) -> gymnasium.Env:
+    return InterruptAfter(gymnasium.make("CartPole-v1"), steps=interrupt_at)
+
+
+gymnasium.register("test/InterruptingCartPole-v0", entry_point=_interrupting_cartpole)
+
+
+def test_ctrl_c_then_resume_continues_exactly(tmp_path: Path) -> None:
+    env_id = "test/InterruptingCartPole-v0"
+    straight = train(tiny(tmp_path, env_id=env_id, run_name="straight"), show_progress=False)
     InterruptAfter.counter[0] = 0
-    # 2 envs x 16 steps per update: the 2.5th update is interrupted mid-rollout.
+    # 2 envs x 16 steps per update: the 3rd update is interrupted mid-rollout.
+    hp = tiny(
+        tmp_path,
+        env_id=env_id,
+        env_kwargs={"interrupt_at": 80},
+        run_name="split",
+        checkpoint_every=100,
+    )
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(hp, show_progress=False)
+    assert stop.value.run_dir == tmp_path / "split"
+    assert load_checkpoint(tmp_path / "split")["progress"] == {"update": 2, "global_step": 64}
+    resumed = train(hp, resume=True, show_progress=False)
+    assert resumed.global_step == straight.global_step == 128
+    # Same seed, same envs: the resumed run is indistinguishable from the straight one.
+    a = (straight.run_dir / "metrics.csv").read_text()
+    b = (resumed.run_dir / "metrics.csv").read_text()
+    assert a == b
+    sa, sb = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
+    for key in sa["model"]:
+        assert torch.equal(sa["model"][key], sb["model"][key]), key
+
+
+def test_ctrl_c_with_unpicklable_envs_resumes_on_fresh_envs(tmp_path: Path) -> None:
+    InterruptAfter.counter[0] = 0
     envs = gymnasium.vector.SyncVectorEnv(
         [lambda: InterruptAfter(gymnasium.make("CartPole-v1"), steps=80)] * 2
     )
     hp = tiny(tmp_path, run_name="stopped", checkpoint_every=100)
-    with pytest.raises(TrainingInterrupted) as stop:
+    with pytest.raises(TrainingInterrupted):
         train(hp, envs=envs, show_progress=False)
-    assert stop.value.run_dir == tmp_path / "stopped"
     state = load_checkpoint(tmp_path / "stopped")
     assert state["progress"] == {"update": 2, "global_step": 64}
+    assert state["envs"] is None  # envs given by the caller are never pickled
     result = train(hp, resume=True, show_progress=False)
     assert result.global_step == 128
     steps = [int(r["global_step"]) for r in read_csv(result.run_dir / "metrics.csv")]
