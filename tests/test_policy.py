@@ -108,7 +108,12 @@ def test_joint_log_prob_sums_independent_components() -> None:
     out = policy(obs, torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1))
     disc, cont = torch.tensor([[[2]]]), torch.tensor([[[0.3]]])
     logits = policy.policy_head(
-        policy._trunk(obs, torch.ones(1, 1), torch.ones(1, 1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.long))
+        policy._trunk(
+            obs,
+            torch.ones(1, 1),
+            torch.ones(1, 1, 1, dtype=torch.bool),
+            torch.zeros(1, 1, dtype=torch.long),
+        )
     )
     cat = torch.distributions.Categorical(logits=logits[..., :3])
     normal = torch.distributions.Normal(logits[..., 3:], policy.log_std.exp())
@@ -129,13 +134,18 @@ def test_action_mask_is_honoured() -> None:
     assert torch.isfinite(out.dist.entropy()).all()
     # Random actions for control < 1 respect the mask too.
     rng = np.random.default_rng(0)
-    r_disc, _ = ActionCodec(spaces.MultiDiscrete([3, 2])).sample_random(rng, 500, mask[:, 0].numpy()[:1].repeat(500, 0))
+    r_disc, _ = ActionCodec(spaces.MultiDiscrete([3, 2])).sample_random(
+        rng, 500, mask[:, 0].numpy()[:1].repeat(500, 0)
+    )
     assert set(r_disc[:, 0].tolist()) == {0, 2} and set(r_disc[:, 1].tolist()) == {1}
 
 
 def test_mask_from_info_reads_vector_env_infos() -> None:
     codec = ActionCodec(spaces.Discrete(3))
-    info = {"action_mask": np.array([[1, 0, 1], [0, 0, 0]], np.int8), "_action_mask": np.array([True, False])}
+    info = {
+        "action_mask": np.array([[1, 0, 1], [0, 0, 0]], np.int8),
+        "_action_mask": np.array([True, False]),
+    }
     mask = codec.mask_from_info(info, 2)
     assert mask.tolist() == [[True, False, True], [True, True, True]]
     assert codec.mask_from_info({}, 2) is None
@@ -211,8 +221,11 @@ def test_deterministic_action_window_traces_without_value_branches(name: str) ->
     torch.manual_seed(0)
     policy = GPTPolicy(BOX, ACTION_SPACES[name], max_input_states=4, num_input_states=4).eval()
     obs = torch.randn(5, 4, 3)
-    valid = torch.tensor([[True] * 4, [False, True, True, True], [False, False, False, True]] + [[True] * 4] * 2)
+    valid = torch.tensor(
+        [[True] * 4, [False, True, True, True], [False, False, False, True]] + [[True] * 4] * 2
+    )
     control = torch.ones(5)
+
     class Window(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()

@@ -141,7 +141,16 @@ def test_first_update_starts_at_ratio_one_and_moves_the_policy() -> None:
     )
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in policy.parameters()]
-    stats = ppo_update(policy, opt, rollout, adv, ret, hp.replace(epochs=1, num_minibatches=1), 0.0, torch.Generator().manual_seed(0))
+    stats = ppo_update(
+        policy,
+        opt,
+        rollout,
+        adv,
+        ret,
+        hp.replace(epochs=1, num_minibatches=1),
+        0.0,
+        torch.Generator().manual_seed(0),
+    )
     assert stats.minibatches == 1
     # One step from ratio 1: nothing is clipped yet and KL is 0 at the first minibatch.
     assert stats.clip_fraction == 0.0

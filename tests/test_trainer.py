@@ -196,9 +196,7 @@ def test_trains_on_structured_spaces(tmp_path: Path, env_id: str) -> None:
     obs, _ = env.reset(seed=0)
     actions = agent.make_actor(2, deterministic=False).act(obs, np.ones(2, bool))
     for i in range(2):
-        single = (
-            {k: v[i] for k, v in actions.items()} if isinstance(actions, dict) else actions[i]
-        )
+        single = {k: v[i] for k, v in actions.items()} if isinstance(actions, dict) else actions[i]
         assert env.single_action_space.contains(single)
 
 
@@ -227,7 +225,18 @@ def test_cli_flags_override_yaml(tmp_path: Path) -> None:
     assert saved.learning_rate == 2e-4  # flag beats YAML
     assert saved.num_envs == 2 and saved.normalize_obs is False
     resumed = CliRunner().invoke(
-        app, ["train", "--resume", "--run-name", "cli", "--runs-dir", str(tmp_path), "--total-steps", "96", "--no-progress"]
+        app,
+        [
+            "train",
+            "--resume",
+            "--run-name",
+            "cli",
+            "--runs-dir",
+            str(tmp_path),
+            "--total-steps",
+            "96",
+            "--no-progress",
+        ],
     )
     assert resumed.exit_code == 0, resumed.output
     assert "Trained 96 steps" in resumed.output
@@ -243,7 +252,8 @@ def test_cli_module_loads_without_torch() -> None:
 
 def test_python_one_liner(tmp_path: Path) -> None:
     result = AgentGPT.train(
-        "CartPole-v1", **{k: v for k, v in tiny(tmp_path, run_name="api").to_dict().items() if k != "env_id"}
+        "CartPole-v1",
+        **{k: v for k, v in tiny(tmp_path, run_name="api").to_dict().items() if k != "env_id"},
     )
     assert result.global_step == 128
     agent = AgentGPT.load(result.run_dir)

@@ -126,7 +126,9 @@ class GPTPolicy(nn.Module):
     ) -> tuple[ActionDistribution, torch.Tensor]:
         out = self.policy_head(hidden)
         n = self.action_codec.num_logits
-        dist = ActionDistribution(self.layout, out[..., :n], out[..., n:], self.log_std, action_mask)
+        dist = ActionDistribution(
+            self.layout, out[..., :n], out[..., n:], self.log_std, action_mask
+        )
         return dist, self.value_head(hidden).squeeze(-1)
 
     def forward(
@@ -192,7 +194,8 @@ class GPTPolicy(nn.Module):
         space = self.action_space
         scaled = torch.where(
             self.action_bounded,
-            self.action_low + (cont.clamp(-1.0, 1.0) + 1.0) * 0.5 * (self.action_high - self.action_low),
+            self.action_low
+            + (cont.clamp(-1.0, 1.0) + 1.0) * 0.5 * (self.action_high - self.action_low),
             cont,
         )
         if isinstance(space, gymnasium.spaces.Discrete):

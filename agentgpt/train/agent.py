@@ -85,7 +85,9 @@ class Actor:
         codec = policy.obs_codec
         self.vector = torch.zeros(num_envs, self.k, codec.vector_dim)
         self.discrete = torch.zeros(num_envs, self.k, len(codec.discrete_sizes), dtype=torch.long)
-        self.images = [torch.zeros(num_envs, self.k, *s, dtype=torch.uint8) for s in codec.image_shapes]
+        self.images = [
+            torch.zeros(num_envs, self.k, *s, dtype=torch.uint8) for s in codec.image_shapes
+        ]
         self.valid = torch.zeros(num_envs, self.k, dtype=torch.bool)
 
     def reset(self) -> None:

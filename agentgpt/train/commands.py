@@ -40,7 +40,9 @@ def _hyperparameter_params() -> list[inspect.Parameter]:
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)
         if kind is bool:
-            option = typer.Option(None, f"{flag}/--no-{flag[2:]}", rich_help_panel="Hyperparameters")
+            option = typer.Option(
+                None, f"{flag}/--no-{flag[2:]}", rich_help_panel="Hyperparameters"
+            )
         else:
             help_text = "JSON object" if field.name == "env_kwargs" else None
             option = typer.Option(None, flag, help=help_text, rich_help_panel="Hyperparameters")
@@ -76,7 +78,9 @@ def train_command(
     config: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--config", help="YAML file of hyperparameters."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue runs/<run-name> from its checkpoint."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue runs/<run-name> from its checkpoint."
+    ),
     progress: Optional[bool] = typer.Option(  # noqa: UP045
         None, "--progress/--no-progress", help="Live progress view (default: when a terminal)."
     ),

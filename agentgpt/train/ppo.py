@@ -113,9 +113,7 @@ def ppo_update(
         order = torch.randperm(num_seq, generator=generator)
         for first in range(0, num_seq - per_batch + 1, per_batch):
             idx = order[first : first + per_batch]
-            obs = ObsTensors(
-                seq["vector"][idx], seq["discrete"][idx], [im[idx] for im in images]
-            )
+            obs = ObsTensors(seq["vector"][idx], seq["discrete"][idx], [im[idx] for im in images])
             out = policy(
                 obs, seq["starts"][idx], seq["control"][idx], None if mask is None else mask[idx]
             )
@@ -204,5 +202,7 @@ class EntropyTuner:
     def update(self, entropy: float, progress: float) -> float:
         if self.hp.adapt_entropy:
             error = self.target(progress) - entropy
-            self.coef = float(np.clip(self.coef + self.hp.ent_coef_lr * error, 0.0, self.hp.ent_coef_max))
+            self.coef = float(
+                np.clip(self.coef + self.hp.ent_coef_lr * error, 0.0, self.hp.ent_coef_max)
+            )
         return self.coef

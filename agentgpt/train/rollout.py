@@ -221,7 +221,9 @@ class RolloutCollector:
                 mask_buf[:, t] = step_mask
 
             lo = t - t % k
-            ctx = ObsTensors(vec[:, lo : t + 1], dis[:, lo : t + 1], [b[:, lo : t + 1] for b in imgs])
+            ctx = ObsTensors(
+                vec[:, lo : t + 1], dis[:, lo : t + 1], [b[:, lo : t + 1] for b in imgs]
+            )
             a_disc, a_cont, a_logp, a_value = self.infer(
                 ctx, starts[:, lo : t + 1], control[:, lo : t + 1], step_mask
             )

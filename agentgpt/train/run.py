@@ -71,6 +71,38 @@ def make_envs(hp: Hyperparameters) -> gymnasium.vector.VectorEnv:
     )
 
 
+_SYNC_STATE = (
+    "_env_obs",
+    "_observations",
+    "_rewards",
+    "_terminations",
+    "_truncations",
+    "_autoreset_envs",
+)
+
+
+def _pickle_sync_envs(envs: gymnasium.vector.VectorEnv) -> bytes | None:
+    """The sub-envs and step state of a local sync vector env, or None when they cannot
+    be pickled (native handles such as Box2D worlds, or other vector env kinds)."""
+    if not isinstance(envs, gymnasium.vector.SyncVectorEnv):
+        return None
+    try:
+        return pickle.dumps(
+            {"envs": envs.envs, **{name: getattr(envs, name) for name in _SYNC_STATE}}
+        )
+    except Exception:
+        return None
+
+
+def _restore_sync_envs(envs: gymnasium.vector.VectorEnv, blob: bytes) -> None:
+    state = pickle.loads(blob)
+    for env in envs.envs:
+        env.close()
+    envs.envs = state.pop("envs")
+    for name, value in state.items():
+        setattr(envs, name, value)
+
+
 def _seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -93,12 +125,11 @@ class Trainer:
         _seed_everything(hp.seed)
 
         self.owns_envs = envs is None
-        if resume_state is not None and resume_state.get("envs") is not None and envs is None:
-            envs = pickle.loads(resume_state["envs"])
-            self._restored_envs = True
-        else:
-            self._restored_envs = False
         self.envs = envs if envs is not None else make_envs(hp)
+        self._restored_envs = False
+        if resume_state is not None and resume_state.get("envs") is not None and self.owns_envs:
+            _restore_sync_envs(self.envs, resume_state["envs"])
+            self._restored_envs = True
         self.policy = GPTPolicy(
             self.envs.single_observation_space,
             self.envs.single_action_space,
@@ -140,10 +171,8 @@ class Trainer:
         written on the checkpoint schedule and on Ctrl-C)."""
         envs_blob = None
         if self._envs_picklable:
-            try:
-                envs_blob = pickle.dumps(self.envs)
-            except Exception:  # envs with native handles (Box2D, subprocesses) cannot
-                self._envs_picklable = False
+            envs_blob = _pickle_sync_envs(self.envs)
+            self._envs_picklable = envs_blob is not None
         return copy.deepcopy(
             {
                 "hyperparameters": self.hp.to_dict(),
