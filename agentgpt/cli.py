@@ -24,7 +24,8 @@ def _register_commands() -> None:
     envhost_commands.register(app)
     # The trainer's commands import torch lazily, inside each command, so registering
     # them is cheap and works without the [train] extra.
-    from agentgpt.train import agent_commands, commands as train_commands
+    from agentgpt.train import agent_commands
+    from agentgpt.train import commands as train_commands
 
     train_commands.register(app)
     agent_commands.register(app)

@@ -30,3 +30,24 @@ def env_server() -> Iterator[Callable[..., str]]:
             return stack.enter_context(run_server_in_thread(server))
 
         yield start
+
+
+# ----------------------------------------------------------------------------------------
+# Trainer (agentgpt.train): one CartPole-v1 run with default hyperparameters, trained once
+# per session and shared by the learning, control-value and export tests.
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def trained_cartpole(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``RunResult`` of CartPole-v1 trained with every default (100k steps, seed 1).
+
+    Its ``run_dir`` loads with ``agentgpt.train.checkpoint.load_agent``. Slow (about a
+    minute of both cores): request it only from tests marked ``slow``.
+    """
+    from agentgpt.train.hyperparameters import Hyperparameters
+    from agentgpt.train.run import train
+
+    runs = tmp_path_factory.mktemp("trained_runs")
+    hparams = Hyperparameters(env_id="CartPole-v1", runs_dir=str(runs), run_name="cartpole")
+    return train(hparams, show_progress=False)

@@ -11,7 +11,13 @@ from agentgpt.policy import GPTPolicy
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer, RewardScaler, RunningMeanStd
-from agentgpt.train.ppo import EntropyTuner, compute_gae, ppo_update
+from agentgpt.train.ppo import (
+    EntropyTuner,
+    compute_gae,
+    ppo_update,
+    training_windows,
+    window_layout,
+)
 from agentgpt.train.rollout import RolloutCollector
 
 GAMMA, LAM = 0.9, 0.5
@@ -45,7 +51,7 @@ def test_gae_does_not_bootstrap_termination() -> None:
     assert adv[0, 2] == 0.0
 
 
-def _collector(control_random_prob: float = 0.25, num_envs: int = 3):
+def _collector(control_random_prob: float = 0.25, num_envs: int = 3, window_stride: int = 4):
     envs = gymnasium.vector.SyncVectorEnv(
         [lambda: gymnasium.make("CartPole-v1", max_episode_steps=5)] * num_envs
     )
@@ -55,6 +61,7 @@ def _collector(control_random_prob: float = 0.25, num_envs: int = 3):
         num_input_states=4,
         max_input_states=4,
         control_random_prob=control_random_prob,
+        window_stride=window_stride,
     )
     torch.manual_seed(0)
     policy = GPTPolicy(
@@ -78,11 +85,9 @@ def test_rollout_never_crosses_an_episode_end() -> None:
     np.testing.assert_array_equal(valid[:, 1:], ~done[:, :-1])
     assert valid[:, 0].all()
     assert done.any() and rollout.truncated.any()
-    # Episodes of a 5-step limit: a context restarts right after each final observation,
-    # and at every K-step chunk boundary.
+    # Episodes of a 5-step limit: a new episode starts right after each final observation.
     starts = rollout.starts.numpy()
     expected_starts = np.zeros_like(starts)
-    expected_starts[:, ::4] = True
     expected_starts[:, 0] = True
     expected_starts[:, 2:] |= ~valid[:, 1:-1]
     np.testing.assert_array_equal(starts, expected_starts)
@@ -93,24 +98,33 @@ def test_rollout_never_crosses_an_episode_end() -> None:
     assert len(lengths) == done.sum() and max(lengths) <= 5
 
 
-def test_acting_context_equals_training_context() -> None:
-    """Log-probs stored while acting equal a fresh pass over the K-step windows, so the
-    PPO ratio starts at exactly 1."""
-    collector, policy, _ = _collector()
+@pytest.mark.parametrize("stride", [4, 2, 1])
+def test_acting_context_equals_training_context(stride: int) -> None:
+    """Log-probs stored while acting equal a fresh pass over the training windows, so
+    the PPO ratio starts at exactly 1, and every step is trained exactly once."""
+    collector, policy, hp = _collector(window_stride=stride)
     rollout = collector.collect(16)
-    k = 4
-    windows = lambda x: x.reshape(x.shape[0] * 4, k, *x.shape[2:])  # noqa: E731
+    seq = training_windows(rollout, 4, stride)
+    assert seq["vector"].shape == (3 * 16 // stride, 4, 4)
     with torch.no_grad():
-        out = policy(
-            ObsTensors(windows(rollout.obs.vector), windows(rollout.obs.discrete), []),
-            windows(rollout.starts),
-            windows(rollout.control),
-        )
-        logp = out.dist.log_prob(windows(rollout.disc), windows(rollout.cont))
-    sel = windows(rollout.from_policy)
+        out = policy(ObsTensors(seq["vector"], seq["discrete"], []), seq["starts"], seq["control"])
+        logp = out.dist.log_prob(seq["disc"], seq["cont"])
+    trained = seq["trained"]
+    assert int(trained.sum()) == 3 * 16
+    sel = trained & seq["from_policy"]
     assert sel.sum() > 10
-    torch.testing.assert_close(logp[sel], windows(rollout.logp)[sel], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.values, windows(rollout.values), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logp[sel], seq["logp"][sel], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.values[trained], seq["values"][trained], atol=1e-5, rtol=1e-5)
+
+
+def test_window_layout_trains_each_step_once_with_long_contexts() -> None:
+    index, trained = window_layout(steps=16, k=8, stride=4)
+    assert index.shape == (4, 8)
+    assert sorted(index[trained].tolist()) == list(range(16))
+    # After the first window, every trained step sees at least k - stride + 1 steps.
+    for w in range(1, 4):
+        first_trained = int(trained[w].float().argmax())
+        assert first_trained == 4 and int(index[w, 0]) == 4 * w - 4
 
 
 def test_control_mix_flags_random_actions() -> None:

@@ -1,34 +1,25 @@
-"""The env server: HTTP routes over the env table (``docs/protocol.md`` is the contract).
+"""The env server: the protocol's routes over the env table (``docs/protocol.md`` is the contract).
 
-Content negotiation, auth and body limits are done in one request wrapper instead of
-middleware or per-request models, on a minimal ASGI core (:mod:`agentgpt.envhost.asgi`)
-served by uvicorn, because the single-env ``/step`` round trip is the product's hot path
-and every microsecond there is paid on every environment step.
+``EnvServer`` owns the state (API keys, the registry of envs that may be made, the env table,
+the worker threads that run env calls) and implements each route as a handler on plain maps.
+The HTTP side (a Starlette app: auth, body limits, content negotiation, error rendering) is
+built in :mod:`agentgpt.envhost.app`, and :mod:`agentgpt.envhost.serving` hands it to uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
-from agentgpt import __version__, wire
+from agentgpt import __version__
 from agentgpt.envhost import errors
 from agentgpt.envhost.adapters import AUTORESET_MODES
-from agentgpt.envhost.asgi import (
-    AsgiApp,
-    BodyTooLarge,
-    ClientDisconnected,
-    HttpRequest,
-    Route,
-    Send,
-    send_response,
-)
+from agentgpt.envhost.app import Payload, protocol_app
 from agentgpt.envhost.auth import ApiKeys
 from agentgpt.envhost.builders import build_single, build_vector
 from agentgpt.envhost.registry import EnvRegistry, Factory
@@ -50,11 +41,7 @@ DEFAULT_MAX_ENVS_PER_KEY = 256
 DEFAULT_IDLE_TIMEOUT = 3600.0
 _SHUTDOWN_CLOSE_TIMEOUT = 10.0
 
-_JSON = wire.JSON_MEDIA_TYPE
 _VECTORIZATION_MODES = ("sync", "async")
-
-Payload = dict[str, Any]
-Handler = Callable[[str, Payload], Awaitable[Payload]]
 
 
 # ---------------------------------------------------------------------------- field parsing
@@ -124,25 +111,6 @@ def _render_mode(payload: Payload) -> str | None:
     return mode
 
 
-# ---------------------------------------------------------------------------- negotiation
-
-
-class _Negotiated(NamedTuple):
-    request: str  # how to decode the body
-    response: str  # how to encode the answer
-
-
-@functools.lru_cache(maxsize=256)
-def _negotiate_values(content_type: str | None, accept: str | None) -> _Negotiated:
-    sent = wire.media_type_from_header(content_type)
-    return _Negotiated(sent or _JSON, wire.media_type_from_header(accept) or sent or _JSON)
-
-
-def _negotiate(request: HttpRequest) -> _Negotiated:
-    """Body and answer encodings (clients repeat the same headers, hence the cache)."""
-    return _negotiate_values(request.content_type, request.accept)
-
-
 # ---------------------------------------------------------------------------- the server
 
 
@@ -176,23 +144,23 @@ class EnvServer:
         self._max_threads = max_threads
         self._workers: WorkerPool | None = None
         self._closing: set[asyncio.Task] = set()
-        #: The ASGI application.
-        self.app = AsgiApp(
-            routes=[
-                Route("/step", "POST", self._endpoint(self._step)),
-                Route("/reset", "POST", self._endpoint(self._reset)),
-                Route("/make", "POST", self._endpoint(self._make)),
-                Route("/make_vec", "POST", self._endpoint(self._make_vec)),
-                Route("/close", "POST", self._endpoint(self._close)),
-                Route("/action_space", "GET", self._endpoint(self._action_space, query=True)),
-                Route(
-                    "/observation_space",
-                    "GET",
-                    self._endpoint(self._observation_space, query=True),
-                ),
-                Route("/health", "GET", self._health),
-            ],
-            fallback=self._no_route,
+        #: The ASGI application (Starlette).
+        self.app = protocol_app(
+            post={
+                "/step": self._step,
+                "/reset": self._reset,
+                "/make": self._make,
+                "/make_vec": self._make_vec,
+                "/close": self._close,
+            },
+            get={
+                "/action_space": self._action_space,
+                "/observation_space": self._observation_space,
+            },
+            health=self._health,
+            keys=self.keys,
+            max_body_bytes=self.max_body_bytes,
+            debug=debug,
             lifespan=self._lifespan,
         )
 
@@ -218,7 +186,8 @@ class EnvServer:
             sock.close()
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self) -> AsyncIterator[None]:
+    async def _lifespan(self, app: Any) -> AsyncIterator[None]:
+        """Start-up and shutdown: the idle reaper runs while serving; every env is closed after."""
         reaper = asyncio.get_running_loop().create_task(self._reap_idle())
         try:
             yield
@@ -274,93 +243,10 @@ class EnvServer:
             except Exception:
                 logger.exception("closing env %s (%s) failed", session.key, session.name)
 
-    # ------------------------------------------------------------------ plumbing
-
-    async def _send_error(self, send: Send, error: errors.ApiError, media_type: str) -> None:
-        if error.status >= 500:
-            if error.debug_traceback:
-                logger.error("%s: %s\n%s", error.error_type, error.message, error.debug_traceback)
-            else:
-                logger.error("%s: %s", error.error_type, error.message)
-        body = wire.encode(errors.error_body(error, self.debug), media_type)
-        await send_response(send, error.status, body, media_type, error.headers)
-
-    async def _read_payload(self, request: HttpRequest) -> Payload:
-        try:
-            data = await request.body(self.max_body_bytes)
-        except BodyTooLarge as exc:
-            if exc.declared is not None:
-                raise errors.payload_too_large(
-                    f"the body is {exc.declared} bytes; the limit is {exc.limit} bytes"
-                ) from None
-            raise errors.payload_too_large(
-                f"the body exceeds the limit of {exc.limit} bytes"
-            ) from None
-        if not data:
-            return {}
-        media_type = _negotiate(request).request
-        try:
-            payload = wire.decode(data, media_type)
-        except wire.WireError as exc:
-            kind = "JSON" if media_type == _JSON else "MessagePack"
-            raise errors.bad_request(f"the body is not valid {kind}: {exc}") from None
-        if not isinstance(payload, dict):
-            raise errors.bad_request(
-                f"the body must be a map (a JSON object), got {type(payload).__name__}"
-            )
-        return payload
-
-    def _endpoint(
-        self, handler: Handler, query: bool = False
-    ) -> Callable[[HttpRequest, Send], Awaitable[None]]:
-        """Wrap ``handler(owner, payload)`` with auth, decoding, encoding and error mapping."""
-
-        async def endpoint(request: HttpRequest, send: Send) -> None:
-            media_type = _negotiate(request).response
-            try:
-                owner = self.keys.owner_for(request.authorization)
-                if query:
-                    payload: Payload = request.query()
-                else:
-                    payload = await self._read_payload(request)
-                result = await handler(owner, payload)
-                try:
-                    body = wire.encode(result, media_type)
-                except Exception as exc:
-                    raise errors.ApiError(
-                        500,
-                        "env_error",
-                        f"the env's output cannot be encoded: {type(exc).__name__}: {exc}",
-                    ) from exc
-            except errors.ApiError as error:
-                await self._send_error(send, error, media_type)
-                return
-            except ClientDisconnected:
-                return
-            except Exception as exc:
-                await self._send_error(send, errors.internal_error(exc), media_type)
-                return
-            await send_response(send, 200, body, media_type)
-
-        return endpoint
-
-    async def _no_route(self, request: HttpRequest, send: Send, allowed: str | None) -> None:
-        """Unknown routes and wrong methods, in the protocol's error format."""
-        media_type = _negotiate(request).response
-        if allowed is None:
-            error = errors.not_found(f"no route {request.path!r}")
-        else:
-            error = errors.method_not_allowed(
-                f"{request.method} is not allowed on {request.path} (use {allowed})", allowed
-            )
-        await self._send_error(send, error, media_type)
-
     # ------------------------------------------------------------------ routes
 
-    async def _health(self, request: HttpRequest, send: Send) -> None:
-        media_type = _negotiate(request).response
-        body = {"status": "ok", "version": __version__, "incarnation": self.incarnation}
-        await send_response(send, 200, wire.encode(body, media_type), media_type)
+    def _health(self) -> Payload:
+        return {"status": "ok", "version": __version__, "incarnation": self.incarnation}
 
     async def _make(self, owner: str, payload: Payload) -> Payload:
         source = self.registry.lookup(_env_name(payload))

@@ -13,7 +13,7 @@ import inspect
 import json
 import typing
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -72,18 +72,23 @@ def build_hyperparameters(
 
 
 def train_command(
-    env_id: Optional[str] = typer.Argument(  # noqa: UP045
-        None, help="Gymnasium id, e.g. CartPole-v1 (or set env_id in --config)."
-    ),
-    config: Optional[Path] = typer.Option(  # noqa: UP045
-        None, "--config", help="YAML file of hyperparameters."
-    ),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue runs/<run-name> from its checkpoint."
-    ),
-    progress: Optional[bool] = typer.Option(  # noqa: UP045
-        None, "--progress/--no-progress", help="Live progress view (default: when a terminal)."
-    ),
+    env_id: Annotated[
+        Optional[str],  # noqa: UP045 (typer reads annotations at runtime)
+        typer.Argument(help="Gymnasium id, e.g. CartPole-v1 (or set env_id in --config)."),
+    ] = None,
+    config: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--config", help="YAML file of hyperparameters."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue runs/<run-name> from its checkpoint.")
+    ] = False,
+    progress: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--progress/--no-progress", help="Live progress view (default: in a terminal)."
+        ),
+    ] = None,
     **flags: Any,
 ) -> None:
     """Train a GPT policy with PPO on a Gymnasium env, e.g. ``agentgpt train CartPole-v1``."""
@@ -105,8 +110,12 @@ def train_command(
 
 
 def _with_hyperparameter_flags(func):
-    base = [p for p in inspect.signature(func).parameters.values() if p.name in _FIXED_PARAMS]
-    hints = typing.get_type_hints(func)
+    hints = typing.get_type_hints(func, include_extras=True)
+    base = [
+        p.replace(annotation=hints[p.name])
+        for p in inspect.signature(func).parameters.values()
+        if p.name in _FIXED_PARAMS
+    ]
     params = _hyperparameter_params()
     func.__signature__ = inspect.Signature([*base, *params])
     func.__annotations__ = {

@@ -26,11 +26,11 @@ class Hyperparameters:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 1
     total_steps: int = 100_000
-    num_envs: int = 8
+    num_envs: int = 16
     #: Steps per env per rollout; a multiple of ``num_input_states``.
-    rollout_steps: int = 128
+    rollout_steps: int = 64
     #: Sequences (K-step windows) per rollout are split into this many minibatches.
-    num_minibatches: int = 4
+    num_minibatches: int = 2
     epochs: int = 10
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -48,6 +48,13 @@ class Hyperparameters:
     dropout: float = 0.0
     max_input_states: int = 16
     num_input_states: int = 16
+
+    #: Steps between consecutive K-step training windows; each window trains its last
+    #: ``window_stride`` positions with the steps before as context only. ``K`` gives the
+    #: cheapest update (N / K sequence passes for N steps) but trains contexts of 1..K
+    #: steps, while an agent acting from a rolling window mostly sees K; the default
+    #: (None = K / 2) trains contexts of K/2+1..K for twice the passes.
+    window_stride: int | None = None
 
     # Automatic tuning, each switchable.
     normalize_obs: bool = True
@@ -78,7 +85,7 @@ class Hyperparameters:
     runs_dir: str = "runs"
     #: Save a checkpoint every this many updates (and always at the end).
     checkpoint_every: int = 10
-    #: Torch CPU threads; 0 uses every core.
+    #: Torch CPU threads for the update (collection always uses one); 0 uses every core.
     torch_threads: int = 0
     wandb: bool = False
     wandb_project: str = "agentgpt"
@@ -86,13 +93,22 @@ class Hyperparameters:
     def __post_init__(self) -> None:
         if self.num_input_states > self.max_input_states:
             raise ValueError("num_input_states must not exceed max_input_states")
-        if self.rollout_steps % self.num_input_states:
+        if not 1 <= self.stride <= self.num_input_states:
+            raise ValueError("window_stride must be in [1, num_input_states]")
+        if self.rollout_steps % self.stride or self.rollout_steps < self.num_input_states:
             raise ValueError(
-                f"rollout_steps ({self.rollout_steps}) must be a multiple of "
-                f"num_input_states ({self.num_input_states})"
+                f"rollout_steps ({self.rollout_steps}) must be a multiple of window_stride "
+                f"({self.stride}) and at least num_input_states ({self.num_input_states})"
             )
         if self.vectorization_mode not in ("sync", "async"):
             raise ValueError("vectorization_mode must be 'sync' or 'async'")
+
+    @property
+    def stride(self) -> int:
+        """The window stride in effect (``window_stride`` or K / 2)."""
+        if self.window_stride is not None:
+            return self.window_stride
+        return max(1, self.num_input_states // 2)
 
     @property
     def batch_steps(self) -> int:

@@ -1,14 +1,15 @@
 """PPO with GAE over K-step windows, plus the automatic tuning of its coefficients.
 
-The update reshapes a rollout ``[E, T]`` into ``E * T / K`` windows of K steps and
-trains every position of every window in one pass (sequence packing), so its cost is
-about ``N / K`` transformer passes for ``N`` steps.
+The update gathers a rollout ``[E, T]`` into K-step windows, one every ``stride`` steps,
+and trains the last ``stride`` positions of every window in one pass (sequence
+packing), so its cost is ``N / stride`` transformer passes for ``N`` steps.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ import torch
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.rollout import Rollout
+from agentgpt.train.rollout import Rollout, window_start
 
 
 def compute_gae(
@@ -61,10 +62,55 @@ class UpdateStats:
     minibatches: int
 
 
-def _windows(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``[E, T, ...]`` to ``[E * T / K, K, ...]``."""
-    n, steps = x.shape[:2]
-    return x.reshape(n * (steps // k), k, *x.shape[2:])
+def window_layout(steps: int, k: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token indices ``[W, K]`` of each training window of a ``steps``-long rollout and
+    the mask ``[W, K]`` of the positions each window trains (see ``window_start``)."""
+    index, trained = [], []
+    for w in range(steps // stride):
+        first = w * stride
+        lo = window_start(first, k, stride)
+        idx = torch.arange(lo, lo + k)
+        index.append(idx)
+        trained.append((idx >= first) & (idx < first + stride))
+    return torch.stack(index), torch.stack(trained)
+
+
+def training_windows(
+    rollout: Rollout, k: int, stride: int, **extra: torch.Tensor
+) -> dict[str, Any]:
+    """Gather a rollout ``[E, T, ...]`` into windows ``[E * W, K, ...]``.
+
+    ``extra`` holds more ``[E, T]`` tensors (advantages, returns) to gather alike. The
+    result's ``trained`` mask marks the positions that are samples; every step of the
+    rollout is trained in exactly one window.
+    """
+    n, steps = rollout.valid.shape
+    index, trained = window_layout(steps, k, stride)
+    windows = index.shape[0]
+
+    def gather(x: torch.Tensor) -> torch.Tensor:
+        out = x[:, index]  # [E, W, K, ...]
+        return out.reshape(n * windows, k, *x.shape[2:])
+
+    seq: dict[str, Any] = {
+        "vector": gather(rollout.obs.vector),
+        "discrete": gather(rollout.obs.discrete),
+        "images": [gather(im) for im in rollout.obs.images],
+        "starts": gather(rollout.starts),
+        "control": gather(rollout.control),
+        "valid": gather(rollout.valid),
+        "from_policy": gather(rollout.from_policy),
+        "disc": gather(rollout.disc),
+        "cont": gather(rollout.cont),
+        "logp": gather(rollout.logp),
+        "values": gather(rollout.values),
+        "mask": None if rollout.mask is None else gather(rollout.mask),
+        "trained": trained.repeat(n, 1),
+    }
+    seq["starts"][:, 0] = True
+    for name, value in extra.items():
+        seq[name] = gather(value)
+    return seq
 
 
 def ppo_update(
@@ -79,22 +125,16 @@ def ppo_update(
 ) -> UpdateStats:
     """Several epochs of clipped PPO over the rollout's K-step windows."""
     k = policy.num_input_states
-    seq = {
-        "vector": _windows(rollout.obs.vector, k),
-        "discrete": _windows(rollout.obs.discrete, k),
-        "starts": _windows(rollout.starts, k).clone(),
-        "control": _windows(rollout.control, k),
-        "valid": _windows(rollout.valid, k),
-        "policy": _windows(rollout.valid & rollout.from_policy, k),
-        "disc": _windows(rollout.disc, k),
-        "cont": _windows(rollout.cont, k),
-        "logp": _windows(rollout.logp, k),
-        "adv": _windows(torch.as_tensor(advantages, dtype=torch.float32), k),
-        "ret": _windows(torch.as_tensor(returns, dtype=torch.float32), k),
-    }
-    seq["starts"][:, 0] = True
-    images = [_windows(im, k) for im in rollout.obs.images]
-    mask = _windows(rollout.mask, k) if rollout.mask is not None else None
+    seq = training_windows(
+        rollout,
+        k,
+        hp.stride,
+        adv=torch.as_tensor(advantages, dtype=torch.float32),
+        ret=torch.as_tensor(returns, dtype=torch.float32),
+    )
+    seq["valid"] = seq["valid"] & seq["trained"]
+    seq["policy"] = seq["valid"] & seq["from_policy"]
+    images, mask = seq["images"], seq["mask"]
 
     if hp.normalize_advantages:
         sel = seq["policy"]

@@ -1,10 +1,10 @@
 """Rollout collection from any ``gymnasium.vector.VectorEnv`` with NEXT_STEP autoreset.
 
-Contexts during collection are the K-step chunks the update trains on: at rollout step
-``t`` an env's context holds its observations since the later of the chunk start
-(``t - t % K``) and its episode start. Acting and training therefore see exactly the
-same context for every sample, so the PPO ratio starts at 1 and the update costs about
-``N / K`` sequence passes for ``N`` steps.
+Contexts during collection are the K-step windows the update trains on (see
+:func:`window_start`): an env's context at rollout step ``t`` holds its observations
+since the later of its window's start and its episode start. Acting and training
+therefore see exactly the same context for every sample, so the PPO ratio starts at 1,
+and the update costs ``N / stride`` sequence passes for ``N`` steps.
 
 NEXT_STEP autoreset: after ``terminated`` or ``truncated`` the env returns the final
 observation, and its next ``step`` ignores the action and resets. That step's token
@@ -40,7 +40,7 @@ class Rollout:
     """One rollout, env-major ``[E, T, ...]`` so K-step chunks are contiguous."""
 
     obs: ObsTensors
-    starts: torch.Tensor  # bool: a context begins here (chunk start or episode start)
+    starts: torch.Tensor  # bool: an episode begins here (or the rollout does)
     control: torch.Tensor  # float: the episode's control value
     valid: torch.Tensor  # bool: a real decision (False on final-observation tokens)
     from_policy: torch.Tensor  # bool: the action came from the policy, not the random mix
@@ -60,6 +60,17 @@ class EpisodeRecord:
     ret: float
     length: int
     control: float
+
+
+def window_start(t: int, k: int, stride: int) -> int:
+    """First step of the context that step ``t`` is acted on and trained with.
+
+    Training windows of K steps start every ``stride`` steps; each trains its last
+    ``stride`` positions, the ones before are context only. Step ``t`` belongs to window
+    ``t // stride``, so its context starts ``k - stride`` steps before that window's
+    trained part (or at the rollout's first step).
+    """
+    return max(0, (t // stride) * stride - (k - stride))
 
 
 def autoreset_mode(envs: gymnasium.vector.VectorEnv) -> AutoresetMode:
@@ -186,7 +197,7 @@ class RolloutCollector:
         """Collect ``steps`` vector steps (a multiple of K) into a new rollout."""
         if self._obs is None:
             raise RuntimeError("call reset() before collect()")
-        n, k = self.num_envs, self.policy.num_input_states
+        n, k, stride = self.num_envs, self.policy.num_input_states, self.hp.stride
         codec, acodec = self.obs_codec, self.action_codec
         vec = torch.zeros(n, steps, codec.vector_dim)
         dis = torch.zeros(n, steps, len(codec.discrete_sizes), dtype=torch.long)
@@ -210,7 +221,7 @@ class RolloutCollector:
             dis[:, t] = torch.from_numpy(d)
             for buf, frame in zip(imgs, im, strict=True):
                 buf[:, t] = torch.from_numpy(frame)
-            starts[:, t] = torch.from_numpy(self._episode_start | (t % k == 0))
+            starts[:, t] = torch.from_numpy(self._episode_start | (t == 0))
             control[:, t] = torch.from_numpy(self._control)
             valid[:, t] = torch.from_numpy(~self._final)
             step_mask = None
@@ -220,12 +231,14 @@ class RolloutCollector:
                 step_mask = torch.from_numpy(self._mask)
                 mask_buf[:, t] = step_mask
 
-            lo = t - t % k
+            lo = window_start(t, k, stride)
             ctx = ObsTensors(
                 vec[:, lo : t + 1], dis[:, lo : t + 1], [b[:, lo : t + 1] for b in imgs]
             )
+            ctx_starts = starts[:, lo : t + 1].clone()
+            ctx_starts[:, 0] = True
             a_disc, a_cont, a_logp, a_value = self.infer(
-                ctx, starts[:, lo : t + 1], control[:, lo : t + 1], step_mask
+                ctx, ctx_starts, control[:, lo : t + 1], step_mask
             )
             np_disc, np_cont = a_disc.numpy().copy(), a_cont.numpy().copy()
             # The control mix: with probability 1 - c the env gets a uniformly random action.

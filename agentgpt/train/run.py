@@ -120,8 +120,9 @@ class Trainer:
     ) -> None:
         self.hp = hp
         self.run_dir = run_dir
-        threads = hp.torch_threads or os.cpu_count() or 1
-        torch.set_num_threads(threads)
+        # Collection runs many tiny forward passes, which extra threads only slow down;
+        # the update's larger batches use every core.
+        self.update_threads = hp.torch_threads or os.cpu_count() or 1
         _seed_everything(hp.seed)
 
         self.owns_envs = envs is None
@@ -255,7 +256,9 @@ class Trainer:
             self.lr = hp.learning_rate * (1.0 - progress)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
+        torch.set_num_threads(1)
         rollout = self.collector.collect(hp.rollout_steps)
+        torch.set_num_threads(self.update_threads)
         self.global_step += self.batch_steps
         adv, ret = compute_gae(
             rollout.rewards.astype(np.float64),
