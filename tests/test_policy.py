@@ -107,14 +107,8 @@ def test_joint_log_prob_sums_independent_components() -> None:
     obs = ObsTensors(torch.randn(1, 1, 3), torch.zeros(1, 1, 0, dtype=torch.long), [])
     out = policy(obs, torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1))
     disc, cont = torch.tensor([[[2]]]), torch.tensor([[[0.3]]])
-    logits = policy.policy_head(
-        policy._trunk(
-            obs,
-            torch.ones(1, 1),
-            torch.ones(1, 1, 1, dtype=torch.bool),
-            torch.zeros(1, 1, dtype=torch.long),
-        )
-    )
+    hidden = policy._trunk(obs, torch.ones(1, 1), torch.ones(1, 1, 1, dtype=torch.bool))
+    logits = policy.policy_head(hidden)
     cat = torch.distributions.Categorical(logits=logits[..., :3])
     normal = torch.distributions.Normal(logits[..., 3:], policy.log_std.exp())
     expected = cat.log_prob(disc[..., 0]) + normal.log_prob(cont).sum(-1)

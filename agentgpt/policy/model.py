@@ -1,9 +1,15 @@
 """GPTPolicy: a decoder-only transformer that acts from the last K observations.
 
-Each timestep becomes one token: the observation encoding, plus a learned position
-embedding, plus a projection of the control value. A causal transformer mixes the
-tokens of one context; a value head and an action head read every position, so a
-K-step window trains K samples in one pass.
+Each timestep becomes one token: the observation encoding plus a projection of the
+control value. A causal transformer mixes the tokens of one context; a value head and
+an action head read every position, so a K-step window trains K samples in one pass.
+
+Position information is a learned relative position embedding: every attention head
+adds a learned bias per distance (0 .. K-1 steps back). A token's features then do not
+depend on where it sits in the window, so a policy trained on windows whose contexts
+hold 1..K steps acts the same from the rolling K-step window it is deployed with.
+(Absolute learned position embeddings made the trained output depend on the context
+length; such a policy swung Pendulum up from short contexts but failed from full ones.)
 
 Two ways to feed it:
 
@@ -12,8 +18,7 @@ Two ways to feed it:
 * :meth:`GPTPolicy.forward_window` takes one left-padded window per env with a
   ``valid`` mask and reads the last position (acting, evaluation, ONNX export).
 
-Both give the same output for the same observations, because positions always count
-from the first observation in context.
+Both give the same output for the same observations in context.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from torch import nn
 from agentgpt.policy.distributions import ActionDistribution, PaddedCategoricalLayout
 from agentgpt.policy.encoders import ObservationEncoder, ObsTensors
 from agentgpt.policy.spaces import ActionCodec, ObservationCodec
-from agentgpt.policy.transformer import Block, segment_mask, window_mask
+from agentgpt.policy.transformer import Block, distances, segment_mask, window_mask
 
 
 class PolicyOutput(NamedTuple):
@@ -74,9 +79,10 @@ class GPTPolicy(nn.Module):
         self.set_num_input_states(num_input_states)
 
         self.encoder = ObservationEncoder(self.obs_codec, d_model)
-        self.position = nn.Embedding(max_input_states, d_model)
         self.control = nn.Linear(1, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, num_heads, dropout) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            Block(d_model, num_heads, dropout, max_input_states) for _ in range(num_layers)
+        )
         self.ln_f = nn.LayerNorm(d_model)
         codec = self.action_codec
         self.policy_head = nn.Linear(d_model, codec.num_logits + codec.continuous_dim)
@@ -113,12 +119,11 @@ class GPTPolicy(nn.Module):
         obs: ObsTensors,
         control: torch.Tensor,
         allowed: torch.Tensor,
-        positions: torch.Tensor,
     ) -> torch.Tensor:
-        positions = positions.clamp(max=self.max_input_states - 1)
-        x = self.encoder(obs) + self.position(positions) + self.control(control.unsqueeze(-1))
+        distance = distances(allowed.shape[-1], self.max_input_states, allowed.device)
+        x = self.encoder(obs) + self.control(control.unsqueeze(-1))
         for block in self.blocks:
-            x = block(x, allowed)
+            x = block(x, allowed, distance)
         return self.ln_f(x)
 
     def _heads(
@@ -146,8 +151,7 @@ class GPTPolicy(nn.Module):
         ``last_only`` only the last position is read out (collection), and
         ``action_mask`` is ``bool[B, num_logits]``.
         """
-        allowed, positions = segment_mask(starts)
-        hidden = self._trunk(obs, control, allowed, positions)
+        hidden = self._trunk(obs, control, segment_mask(starts))
         if last_only:
             hidden = hidden[:, -1]
         return PolicyOutput(*self._heads(hidden, action_mask))
@@ -164,9 +168,8 @@ class GPTPolicy(nn.Module):
         ``valid`` (bool ``[B, K]``) is True for real timesteps of the current episode;
         ``control`` is ``[B]``; ``action_mask`` optional ``bool[B, num_logits]``.
         """
-        allowed, positions = window_mask(valid)
         steps = valid.shape[1]
-        hidden = self._trunk(obs, control.unsqueeze(1).expand(-1, steps), allowed, positions)
+        hidden = self._trunk(obs, control.unsqueeze(1).expand(-1, steps), window_mask(valid))
         return PolicyOutput(*self._heads(hidden[:, -1], action_mask))
 
     def deterministic_action_window(

@@ -15,7 +15,7 @@ from torch import nn
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, num_heads: int, dropout: float, max_distance: int) -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
@@ -24,12 +24,18 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
+        #: Learned relative position embedding: one attention bias per head and distance
+        #: (0 = the token itself, up to ``max_distance - 1`` steps back).
+        self.distance_bias = nn.Parameter(torch.zeros(num_heads, max_distance))
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
         batch, steps, width = x.shape
         qkv = self.qkv(x).reshape(batch, steps, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+        scores = scores + self.distance_bias[:, distance]
         scores = scores.masked_fill(~allowed.unsqueeze(1), -1e9)
         weights = self.dropout(torch.softmax(scores, dim=-1))
         mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, width)
@@ -37,10 +43,10 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, num_heads: int, dropout: float, max_distance: int) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, num_heads, dropout)
+        self.attn = CausalSelfAttention(d_model, num_heads, dropout, max_distance)
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(
             nn.Linear(d_model, 4 * d_model),
@@ -50,40 +56,43 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), allowed))
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), allowed, distance))
         return x + self.mlp(self.ln2(x))
 
 
-def segment_mask(starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask and positions for packed sequences cut into segments.
+def distances(steps: int, max_distance: int, device: torch.device | None = None) -> torch.Tensor:
+    """``[T, T]`` how many steps key ``j`` lies before query ``i`` (clamped into the
+    bias table; entries for future keys are masked anyway)."""
+    index = torch.arange(steps, device=device)
+    return (index.unsqueeze(1) - index.unsqueeze(0)).clamp(0, max_distance - 1)
 
-    ``starts``: ``bool[B, T]``, True where a segment (an episode, or the context window
-    of a training chunk) begins; position 0 must be a start. A token attends to earlier
-    tokens of its own segment only, so no window mixes two episodes. Positions count
-    from the segment's first token, matching :func:`window_mask` for a window holding
-    the same observations.
+
+def segment_mask(starts: torch.Tensor) -> torch.Tensor:
+    """Attention mask ``bool[B, T, T]`` for packed sequences cut into segments.
+
+    ``starts``: ``bool[B, T]``, True where a segment (an episode, or the context of a
+    training window) begins; position 0 must be a start. A token attends to earlier
+    tokens of its own segment only, so no window mixes two episodes.
     """
     steps = starts.shape[1]
     index = torch.arange(steps, device=starts.device)
     segment = starts.long().cumsum(1)
     causal = index.unsqueeze(0) <= index.unsqueeze(1)
-    allowed = causal & (segment.unsqueeze(2) == segment.unsqueeze(1))
-    first = torch.where(starts, index, torch.zeros_like(index)).cummax(1).values
-    return allowed, index - first
+    return causal & (segment.unsqueeze(2) == segment.unsqueeze(1))
 
 
-def window_mask(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask and positions for observation windows of one episode, left-padded.
+def window_mask(valid: torch.Tensor) -> torch.Tensor:
+    """Attention mask ``bool[B, K, K]`` for windows of one episode, left-padded.
 
-    ``valid``: ``bool[B, K]``, True for real timesteps. Padding is never attended to;
-    positions count valid tokens from the first one. Written without data-dependent
-    Python branching so it traces to ONNX.
+    ``valid``: ``bool[B, K]``, True for real timesteps. Padding is never attended to
+    (a padding query attends to itself only, which keeps softmax finite). Written
+    without data-dependent Python branching so it traces to ONNX.
     """
     steps = valid.shape[1]
     index = torch.arange(steps, device=valid.device)
     causal = index.unsqueeze(0) <= index.unsqueeze(1)
     eye = index.unsqueeze(0) == index.unsqueeze(1)
-    allowed = (causal & valid.unsqueeze(1)) | eye
-    positions = (valid.long().cumsum(1) - 1).clamp(min=0)
-    return allowed, positions
+    return (causal & valid.unsqueeze(1)) | eye

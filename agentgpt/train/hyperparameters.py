@@ -50,10 +50,10 @@ class Hyperparameters:
     num_input_states: int = 16
 
     #: Steps between consecutive K-step training windows; each window trains its last
-    #: ``window_stride`` positions with the steps before as context only. ``K`` gives the
-    #: cheapest update (N / K sequence passes for N steps) but trains contexts of 1..K
-    #: steps, while an agent acting from a rolling window mostly sees K; the default
-    #: (None = K / 2) trains contexts of K/2+1..K for twice the passes.
+    #: ``window_stride`` positions, the steps before them are context only. The default
+    #: (None = K) trains every position of every window: N / K sequence passes for N
+    #: steps, with contexts of 1..K steps. A smaller stride trains longer contexts only
+    #: (K - stride + 1 .. K) for N / stride passes.
     window_stride: int | None = None
 
     # Automatic tuning, each switchable.
@@ -105,10 +105,8 @@ class Hyperparameters:
 
     @property
     def stride(self) -> int:
-        """The window stride in effect (``window_stride`` or K / 2)."""
-        if self.window_stride is not None:
-            return self.window_stride
-        return max(1, self.num_input_states // 2)
+        """The window stride in effect (``window_stride``, or K)."""
+        return self.num_input_states if self.window_stride is None else self.window_stride
 
     @property
     def batch_steps(self) -> int:

@@ -174,7 +174,7 @@ def ppo_update(
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), hp.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), hp.max_grad_norm, foreach=True)
             optimizer.step()
 
             with torch.no_grad():
