@@ -61,6 +61,7 @@ def _collector(control_random_prob: float = 0.25, num_envs: int = 3, window_stri
         num_input_states=4,
         max_input_states=4,
         control_random_prob=control_random_prob,
+        train_window=4,
         window_stride=window_stride,
     )
     torch.manual_seed(0)

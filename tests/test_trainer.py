@@ -65,7 +65,7 @@ def test_run_directory_holds_everything(tmp_path: Path) -> None:
     tuned = yaml.safe_load((run / "tuned.yaml").read_text())
     state = load_checkpoint(run)
     assert tuned["ent_coef"] == state["tuned"]["ent_coef"]
-    assert tuned["learning_rate"] == pytest.approx(1e-3 * (1 - 3 / 4))  # annealed
+    assert tuned["learning_rate"] == pytest.approx(5e-4 * (1 - 3 / 4))  # annealed
     np.testing.assert_allclose(tuned["obs_mean"], state["obs_normalizer"]["mean"])
     assert state["progress"] == {"update": 4, "global_step": 128}
     assert result.metrics["global_step"] == 128

@@ -3,12 +3,7 @@
 Importing this package imports torch.
 """
 
-import os
-
-# See agentgpt/train/__init__.py: idle OpenMP threads sleep instead of spinning.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from agentgpt.policy.model import GPTPolicy, PolicyOutput  # noqa: E402
-from agentgpt.policy.spaces import ActionCodec, ObservationCodec  # noqa: E402
+from agentgpt.policy.model import GPTPolicy, PolicyOutput
+from agentgpt.policy.spaces import ActionCodec, ObservationCodec
 
 __all__ = ["ActionCodec", "GPTPolicy", "ObservationCodec", "PolicyOutput"]

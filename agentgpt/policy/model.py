@@ -11,14 +11,15 @@ hold 1..K steps acts the same from the rolling K-step window it is deployed with
 (Absolute learned position embeddings made the trained output depend on the context
 length; such a policy swung Pendulum up from short contexts but failed from full ones.)
 
-Two ways to feed it:
+Three ways to feed it, all giving the same output for the same observations in context:
 
-* :meth:`GPTPolicy.forward` takes packed sequences with ``starts`` flags (training and
-  collection: a chunk of a rollout whose episodes may begin mid-chunk).
+* :meth:`GPTPolicy.forward` takes packed sequences with ``starts`` flags (training: a
+  window of a rollout whose episodes may begin mid-window).
+* :meth:`GPTPolicy.forward_incremental` extends cached contexts by new steps
+  (collection: one step per env per call, computing only the new token).
 * :meth:`GPTPolicy.forward_window` takes one left-padded window per env with a
-  ``valid`` mask and reads the last position (acting, evaluation, ONNX export).
-
-Both give the same output for the same observations in context.
+  ``valid`` mask and reads the last position (acting, evaluation, ONNX export);
+  :meth:`GPTPolicy.deterministic_action_window` is its traceable deterministic form.
 """
 
 from __future__ import annotations
@@ -33,7 +34,24 @@ from torch import nn
 from agentgpt.policy.distributions import ActionDistribution, PaddedCategoricalLayout
 from agentgpt.policy.encoders import ObservationEncoder, ObsTensors
 from agentgpt.policy.spaces import ActionCodec, ObservationCodec
-from agentgpt.policy.transformer import Block, distances, segment_mask, window_mask
+from agentgpt.policy.transformer import (
+    Block,
+    KeyValues,
+    distances,
+    segment_mask,
+    window_mask,
+)
+
+
+class ContextCache(NamedTuple):
+    """Keys/values of every layer and segment ids of the tokens in context so far."""
+
+    layers: list[KeyValues]
+    segments: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.segments.shape[1])
 
 
 class PolicyOutput(NamedTuple):
@@ -123,7 +141,7 @@ class GPTPolicy(nn.Module):
         distance = distances(allowed.shape[-1], self.max_input_states, allowed.device)
         x = self.encoder(obs) + self.control(control.unsqueeze(-1))
         for block in self.blocks:
-            x = block(x, allowed, distance)
+            x, _ = block(x, allowed, distance)
         return self.ln_f(x)
 
     def _heads(
@@ -155,6 +173,43 @@ class GPTPolicy(nn.Module):
         if last_only:
             hidden = hidden[:, -1]
         return PolicyOutput(*self._heads(hidden, action_mask))
+
+    def forward_incremental(
+        self,
+        obs: ObsTensors,
+        starts: torch.Tensor,
+        control: torch.Tensor,
+        cache: ContextCache | None = None,
+        action_mask: torch.Tensor | None = None,
+    ) -> tuple[PolicyOutput, ContextCache]:
+        """Append ``[B, Tn]`` new timesteps to a cached context and read the last one.
+
+        Gives exactly what :meth:`forward` gives at the last position of the whole
+        context (``starts`` of the new tokens as there; with no ``cache`` the first new
+        token starts a context), but only the new tokens are computed: collection uses
+        it to extend every env's context by one step at a time.
+        """
+        steps = starts.shape[1]
+        past = 0 if cache is None else cache.length
+        first = (
+            starts.long()
+            if cache is not None
+            else starts.long().index_fill(1, torch.tensor([0]), 1)
+        )
+        offset = 0 if cache is None else cache.segments[:, -1:]
+        segments = first.cumsum(1) + offset
+        keys = segments if cache is None else torch.cat([cache.segments, segments], dim=1)
+        index = torch.arange(past + steps)
+        causal = index.unsqueeze(0) <= index[past:].unsqueeze(1)
+        allowed = causal & (segments.unsqueeze(2) == keys.unsqueeze(1))
+        distance = distances(steps, self.max_input_states, past=past)
+        x = self.encoder(obs) + self.control(control.unsqueeze(-1))
+        presents = []
+        for i, block in enumerate(self.blocks):
+            x, present = block(x, allowed, distance, None if cache is None else cache.layers[i])
+            presents.append(present)
+        hidden = self.ln_f(x[:, -1])
+        return PolicyOutput(*self._heads(hidden, action_mask)), ContextCache(presents, keys)
 
     def forward_window(
         self,

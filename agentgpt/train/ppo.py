@@ -1,8 +1,9 @@
-"""PPO with GAE over K-step windows, plus the automatic tuning of its coefficients.
+"""PPO with GAE over windows of steps, plus the automatic tuning of its coefficients.
 
-The update gathers a rollout ``[E, T]`` into K-step windows, one every ``stride`` steps,
-and trains the last ``stride`` positions of every window in one pass (sequence
-packing), so its cost is ``N / stride`` transformer passes for ``N`` steps.
+The update gathers a rollout ``[E, T]`` into windows of ``train_window`` steps (2 K by
+default), one every ``stride`` steps (by default the whole window), and trains the last
+``stride`` positions of every window in one pass (sequence packing), so its cost is
+``N / stride`` transformer passes for ``N`` steps.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def ppo_update(
     generator: torch.Generator,
 ) -> UpdateStats:
     """Several epochs of clipped PPO over the rollout's K-step windows."""
-    k = policy.num_input_states
+    k = hp.window
     seq = training_windows(
         rollout,
         k,

@@ -1,6 +1,6 @@
 """Rollout collection from any ``gymnasium.vector.VectorEnv`` with NEXT_STEP autoreset.
 
-Contexts during collection are the K-step windows the update trains on (see
+Contexts during collection are the windows the update trains on (see
 :func:`window_start`): an env's context at rollout step ``t`` holds its observations
 since the later of its window's start and its episode start. Acting and training
 therefore see exactly the same context for every sample, so the PPO ratio starts at 1,
@@ -30,7 +30,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from agentgpt.policy.encoders import ObsTensors
-from agentgpt.policy.model import GPTPolicy
+from agentgpt.policy.model import ContextCache, GPTPolicy
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer, RewardScaler
 
@@ -65,7 +65,7 @@ class EpisodeRecord:
 def window_start(t: int, k: int, stride: int) -> int:
     """First step of the context that step ``t`` is acted on and trained with.
 
-    Training windows of K steps start every ``stride`` steps; each trains its last
+    Training windows of ``k`` steps start every ``stride`` steps; each trains its last
     ``stride`` positions, the ones before are context only. Step ``t`` belongs to window
     ``t // stride``, so its context starts ``k - stride`` steps before that window's
     trained part (or at the rollout's first step).
@@ -171,15 +171,16 @@ class RolloutCollector:
         starts: torch.Tensor,
         control: torch.Tensor,
         mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Policy inference for a batch of envs: sample an action at the last position.
+        cache: ContextCache | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, ContextCache]:
+        """Policy inference for a batch of envs: sample an action for the newest step.
 
-        Inputs are the envs' current contexts ``[E, p+1, ...]``. Returns
-        ``(disc, cont, logp, value)`` for the last position.
+        ``obs``, ``starts``, ``control`` are the steps ``[E, n, ...]`` not yet in
+        ``cache`` (the envs' contexts so far). Returns ``(disc, cont, logp, value, cache)``.
         """
-        out = self.policy(obs, starts, control, mask, last_only=True)
+        out, cache = self.policy.forward_incremental(obs, starts, control, cache, mask)
         disc, cont = out.dist.sample(self.generator)
-        return disc, cont, out.dist.log_prob(disc, cont), out.values
+        return disc, cont, out.dist.log_prob(disc, cont), out.values, cache
 
     def env_step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Step every env once (the only place that talks to the vector env)."""
@@ -197,7 +198,7 @@ class RolloutCollector:
         """Collect ``steps`` vector steps (a multiple of K) into a new rollout."""
         if self._obs is None:
             raise RuntimeError("call reset() before collect()")
-        n, k, stride = self.num_envs, self.policy.num_input_states, self.hp.stride
+        n, k, stride = self.num_envs, self.hp.window, self.hp.stride
         codec, acodec = self.obs_codec, self.action_codec
         vec = torch.zeros(n, steps, codec.vector_dim)
         dis = torch.zeros(n, steps, len(codec.discrete_sizes), dtype=torch.long)
@@ -215,6 +216,8 @@ class RolloutCollector:
         terminated = np.zeros((n, steps), bool)
         truncated = np.zeros((n, steps), bool)
 
+        cache: ContextCache | None = None
+        cache_lo = -1
         for t in range(steps):
             v, d, im = self.encode(self._obs, update_stats=True)
             vec[:, t] = torch.from_numpy(v)
@@ -232,13 +235,12 @@ class RolloutCollector:
                 mask_buf[:, t] = step_mask
 
             lo = window_start(t, k, stride)
-            ctx = ObsTensors(
-                vec[:, lo : t + 1], dis[:, lo : t + 1], [b[:, lo : t + 1] for b in imgs]
-            )
-            ctx_starts = starts[:, lo : t + 1].clone()
-            ctx_starts[:, 0] = True
-            a_disc, a_cont, a_logp, a_value = self.infer(
-                ctx, ctx_starts, control[:, lo : t + 1], step_mask
+            if cache is None or cache_lo != lo:
+                cache, cache_lo = None, lo  # a new context: compute it from its start
+            new = slice(lo + (0 if cache is None else cache.length), t + 1)
+            ctx = ObsTensors(vec[:, new], dis[:, new], [b[:, new] for b in imgs])
+            a_disc, a_cont, a_logp, a_value, cache = self.infer(
+                ctx, starts[:, new], control[:, new], step_mask, cache
             )
             np_disc, np_cont = a_disc.numpy().copy(), a_cont.numpy().copy()
             # The control mix: with probability 1 - c the env gets a uniformly random action.
