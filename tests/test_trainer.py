@@ -112,6 +112,7 @@ def test_ctrl_c_then_resume_continues_exactly(tmp_path: Path) -> None:
     with pytest.raises(TrainingInterrupted) as stop:
         train(hp, show_progress=False)
     assert stop.value.run_dir == tmp_path / "split"
+    assert stop.value.global_step == 64  # the step the saved checkpoint continues from
     assert load_checkpoint(tmp_path / "split")["progress"] == {"update": 2, "global_step": 64}
     resumed = train(hp, resume=True, show_progress=False)
     assert resumed.global_step == straight.global_step == 128

@@ -31,14 +31,14 @@ from agentgpt.train.rollout import RolloutCollector
 
 @dataclass
 class RunResult:
-    """What a finished (or interrupted) run leaves behind."""
+    """What a finished run leaves behind (an interrupted one raises
+    :class:`TrainingInterrupted` instead)."""
 
     run_dir: Path
     global_step: int
     updates: int
     #: The last row written to ``metrics.csv``.
     metrics: dict[str, Any] = field(default_factory=dict)
-    interrupted: bool = False
 
 
 def default_run_name(hp: Hyperparameters) -> str:
@@ -250,8 +250,9 @@ class Trainer:
             if self.owns_envs:
                 self.envs.close()
         if interrupted:
-            raise TrainingInterrupted(self.run_dir, self.global_step)
-        return RunResult(self.run_dir, self.global_step, self.update, last_row, interrupted)
+            saved_step = int(self._boundary["progress"]["global_step"])
+            raise TrainingInterrupted(self.run_dir, saved_step)
+        return RunResult(self.run_dir, self.global_step, self.update, last_row)
 
     def _one_update(self, reporter: Reporter, started: float, start_step: int) -> dict[str, Any]:
         hp = self.hp
