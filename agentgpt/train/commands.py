@@ -91,7 +91,7 @@ def train_command(
     ] = None,
     **flags: Any,
 ) -> None:
-    """Train a GPT policy with PPO on a Gymnasium env, e.g. ``agentgpt train CartPole-v1``."""
+    """Train a GPT policy with PPO on a Gymnasium env, e.g. agentgpt train CartPole-v1."""
     if resume and not flags.get("run_name"):
         raise typer.BadParameter("--resume needs --run-name", param_hint="--resume")
     hparams = build_hyperparameters(env_id, config, flags)
@@ -107,6 +107,7 @@ def train_command(
     shown = f"{float(ret):.1f}" if ret != "" else "n/a"
     typer.echo(f"Trained {result.global_step} steps; recent mean return {shown}")
     typer.echo(f"Run saved in {result.run_dir}")
+    typer.echo(f"Evaluate it with: agentgpt eval {result.run_dir} --episodes 20")
 
 
 def _with_hyperparameter_flags(func):
