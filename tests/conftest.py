@@ -51,3 +51,29 @@ def trained_cartpole(tmp_path_factory: pytest.TempPathFactory) -> Any:
     runs = tmp_path_factory.mktemp("trained_runs")
     hparams = Hyperparameters(env_id="CartPole-v1", runs_dir=str(runs), run_name="cartpole")
     return train(hparams, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """Factory: ``tiny_run(env_id, total_steps=1024, seed=3)`` -> run dir of a short real run.
+
+    Four envs, one thread: a few seconds each. For tests of what is done with a run
+    (evaluation, export), not of how well it learned.
+    """
+    from agentgpt.train.hyperparameters import Hyperparameters
+    from agentgpt.train.run import train
+
+    def make(env_id: str, total_steps: int = 1024, seed: int = 3) -> Any:
+        hparams = Hyperparameters(
+            env_id=env_id,
+            seed=seed,
+            total_steps=total_steps,
+            num_envs=4,
+            rollout_steps=64,
+            runs_dir=str(tmp_path_factory.mktemp("runs")),
+            run_name=env_id.replace("/", "-"),
+            torch_threads=1,
+        )
+        return train(hparams, show_progress=False).run_dir
+
+    return make

@@ -20,32 +20,16 @@ from typer.testing import CliRunner
 from agentgpt.envs.multidiscrete_target import random_return
 from agentgpt.train.checkpoint import load_agent
 from agentgpt.train.evaluate import EvalResult, evaluate
-from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.run import train
-
-
-def _tiny_run(root: Path, env_id: str, total_steps: int) -> Path:
-    hp = Hyperparameters(
-        env_id=env_id,
-        seed=5,
-        total_steps=total_steps,
-        num_envs=4,
-        rollout_steps=64,
-        runs_dir=str(root),
-        run_name=env_id.replace("/", "-"),
-        torch_threads=1,
-    )
-    return train(hp, show_progress=False).run_dir
 
 
 @pytest.fixture(scope="module")
-def cartpole_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny_run(tmp_path_factory.mktemp("runs"), "CartPole-v1", 1024)
+def cartpole_run(tiny_run) -> Path:
+    return tiny_run("CartPole-v1", 1024, seed=5)
 
 
 @pytest.fixture(scope="module")
-def target_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny_run(tmp_path_factory.mktemp("runs"), "agentgpt/MultiDiscreteTarget-v0", 2048)
+def target_run(tiny_run) -> Path:
+    return tiny_run("agentgpt/MultiDiscreteTarget-v0", 2048, seed=5)
 
 
 def _play_by_hand(run_dir: Path, seed: int, control: float = 1.0) -> float:

@@ -24,33 +24,18 @@ from agentgpt.train.agent import Agent
 from agentgpt.train.checkpoint import load_agent
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer
-from agentgpt.train.run import train
 
 TOLERANCE = 1e-4
 
 
-def _tiny_run(root: Path, env_id: str) -> Path:
-    hp = Hyperparameters(
-        env_id=env_id,
-        seed=3,
-        total_steps=1024,
-        num_envs=4,
-        rollout_steps=64,
-        runs_dir=str(root),
-        run_name=env_id.replace("/", "-"),
-        torch_threads=1,
-    )
-    return train(hp, show_progress=False).run_dir
+@pytest.fixture(scope="module")
+def cartpole_run(tiny_run) -> Path:
+    return tiny_run("CartPole-v1")
 
 
 @pytest.fixture(scope="module")
-def cartpole_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny_run(tmp_path_factory.mktemp("runs"), "CartPole-v1")
-
-
-@pytest.fixture(scope="module")
-def pendulum_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny_run(tmp_path_factory.mktemp("runs"), "Pendulum-v1")
+def pendulum_run(tiny_run) -> Path:
+    return tiny_run("Pendulum-v1")
 
 
 def _untrained_agent(env_id: str, seed: int = 0) -> Agent:

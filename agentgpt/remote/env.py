@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium
 
-from agentgpt.remote.session import RemoteSession
+from agentgpt.remote.session import RemoteSession, make_request
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
 from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
 
@@ -48,13 +48,13 @@ class RemoteEnv(gymnasium.Env):
             "/make",
             url,
             api_key,
-            {
-                "env_name": env_name,
-                "seed": seed,
-                "kwargs": env_kwargs or {},
-                "render_mode": render_mode,
-                "autoreset_mode": autoreset_mode,
-            },
+            make_request(
+                env_name,
+                seed=seed,
+                env_kwargs=env_kwargs,
+                render_mode=render_mode,
+                autoreset_mode=autoreset_mode,
+            ),
             encoding=encoding,
             timeout=timeout,
             connect_timeout=connect_timeout,

@@ -7,7 +7,27 @@ from typing import Any
 from agentgpt.remote.errors import RemoteEnvError
 from agentgpt.remote.transport import Encoding, Transport
 
-__all__ = ["RemoteSession"]
+__all__ = ["RemoteSession", "make_request"]
+
+
+def make_request(
+    env_name: str,
+    *,
+    seed: int | None,
+    env_kwargs: dict[str, Any] | None,
+    render_mode: str | None,
+    autoreset_mode: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The body of ``/make`` (``/make_vec`` adds its fields through ``extra``)."""
+    return {
+        "env_name": env_name,
+        "seed": seed,
+        "kwargs": env_kwargs or {},
+        "render_mode": render_mode,
+        "autoreset_mode": autoreset_mode,
+        **extra,
+    }
 
 
 class RemoteSession:

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from agentgpt.remote.infos import vector_info_from_wire
-from agentgpt.remote.session import RemoteSession
+from agentgpt.remote.session import RemoteSession, make_request
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
 from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
 
@@ -68,15 +68,15 @@ class RemoteVectorEnv(VectorEnv):
             "/make_vec",
             url,
             api_key,
-            {
-                "env_name": env_name,
-                "num_envs": num_envs,
-                "vectorization_mode": vectorization_mode,
-                "seed": seed,
-                "kwargs": env_kwargs or {},
-                "render_mode": render_mode,
-                "autoreset_mode": _mode_name(autoreset_mode),
-            },
+            make_request(
+                env_name,
+                seed=seed,
+                env_kwargs=env_kwargs,
+                render_mode=render_mode,
+                autoreset_mode=_mode_name(autoreset_mode),
+                num_envs=num_envs,
+                vectorization_mode=vectorization_mode,
+            ),
             encoding=encoding,
             timeout=timeout,
             connect_timeout=connect_timeout,
