@@ -18,10 +18,16 @@ class AgentGPT:
         checkpoint, metrics and TensorBoard logs).
         """
         from agentgpt.train.hyperparameters import Hyperparameters
-        from agentgpt.train.run import train
+        from agentgpt.train.run import saved_total_steps, train
 
         show_progress = overrides.pop("show_progress", None)
         envs = overrides.pop("envs", None)
+        if resume and "total_steps" not in overrides and overrides.get("run_name"):
+            # A resumed run keeps its own budget unless total_steps extends it.
+            runs_dir = overrides.get("runs_dir", Hyperparameters.runs_dir)
+            total = saved_total_steps(runs_dir, overrides["run_name"])
+            if total is not None:
+                overrides["total_steps"] = total
         hparams = Hyperparameters.from_dict({"env_id": env_id, **overrides})
         return train(hparams, resume=resume, envs=envs, show_progress=show_progress)
 

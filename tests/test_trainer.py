@@ -241,6 +241,13 @@ def test_cli_flags_override_yaml(tmp_path: Path) -> None:
     )
     assert resumed.exit_code == 0, resumed.output
     assert "Trained 96 steps" in resumed.output
+    # Without --total-steps a resumed run keeps its saved budget (not the 100k default).
+    again = CliRunner().invoke(
+        app,
+        ["train", "--resume", "--run-name", "cli", "--runs-dir", str(tmp_path), "--no-progress"],
+    )
+    assert again.exit_code == 0, again.output
+    assert "Trained 96 steps" in again.output
 
 
 def test_cli_module_loads_without_torch() -> None:
@@ -259,3 +266,6 @@ def test_python_one_liner(tmp_path: Path) -> None:
     assert result.global_step == 128
     agent = AgentGPT.load(result.run_dir)
     assert agent.hyperparameters.run_name == "api"
+    # Resuming without total_steps keeps the run's own budget (128), not the 100k default.
+    again = AgentGPT.train("CartPole-v1", resume=True, run_name="api", runs_dir=str(tmp_path))
+    assert again.global_step == 128

@@ -94,9 +94,13 @@ def train_command(
     """Train a GPT policy with PPO on a Gymnasium env, e.g. agentgpt train CartPole-v1."""
     if resume and not flags.get("run_name"):
         raise typer.BadParameter("--resume needs --run-name", param_hint="--resume")
-    hparams = build_hyperparameters(env_id, config, flags)
+    from agentgpt.train.run import TrainingInterrupted, saved_total_steps, train
 
-    from agentgpt.train.run import TrainingInterrupted, train
+    if resume and flags.get("total_steps") is None:
+        # A resumed run keeps its own budget unless --total-steps extends it.
+        runs_dir = flags.get("runs_dir") or Hyperparameters.runs_dir
+        flags["total_steps"] = saved_total_steps(runs_dir, flags["run_name"])
+    hparams = build_hyperparameters(env_id, config, flags)
 
     try:
         result = train(hparams, resume=resume, show_progress=progress)

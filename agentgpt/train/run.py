@@ -322,6 +322,15 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.global_step = global_step
 
 
+def saved_total_steps(runs_dir: str | Path, run_name: str) -> int | None:
+    """The step budget a saved run was started with, or None when there is no such run.
+
+    Resuming without naming a budget keeps this one, rather than the 100k default.
+    """
+    saved = Path(runs_dir) / run_name / "hyperparameters.yaml"
+    return Hyperparameters.from_yaml(saved).total_steps if saved.exists() else None
+
+
 def train(
     hparams: Hyperparameters,
     *,
