@@ -208,3 +208,38 @@ def test_response_encoding_follows_accept_then_content_type(url):
         assert curl_like.headers["content-type"] == "application/json"
         assert curl_like.json()["reward"] == 1.0
         assert http.post("/close", json={"env_key": key}).status_code == 200
+
+
+def test_seed_zero_is_honoured_not_dropped(client):
+    """Seed 0 is a seed like any other (a falsy check would silently drop it)."""
+    client.post("/make", {"env_name": "CartPole-v1", "seed": 0})
+    made = client.post("/reset")
+    local_obs, _ = gymnasium.make("CartPole-v1").reset(seed=0)
+    other_obs, _ = gymnasium.make("CartPole-v1").reset(seed=1)
+    space = wire.space_from_wire(client.get("/observation_space").body["observation_space"])
+    remote_obs = wire.value_from_wire(space, made.body["observation"])
+    np.testing.assert_array_equal(remote_obs, local_obs)
+    assert not np.array_equal(remote_obs, other_obs)
+    again = client.post("/reset", {"seed": 0}).body["observation"]
+    np.testing.assert_array_equal(wire.value_from_wire(space, again), local_obs)
+
+
+class _IntKeyInfo(gymnasium.Wrapper):
+    """An env whose info dicts use integer keys, as some simulators' do."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, 3: "three", "n": {7: 1.5}}
+
+
+def test_integer_info_keys_arrive_as_strings_in_both_encodings():
+    server = EnvServer(register={"IntKeys-v0": lambda: _IntKeyInfo(gymnasium.make("CartPole-v1"))})
+    with run_server_in_thread(server) as base_url:
+        for encoding in ENCODINGS:
+            with WireClient(base_url, encoding=encoding) as c:
+                c.post("/make", {"env_name": "IntKeys-v0"})
+                c.post("/reset", {"seed": 0})
+                step = c.post("/step", {"action": 0})
+                assert step.status == 200, step.body
+                assert step.body["info"] == {"3": "three", "n": {"7": 1.5}}
+                c.post("/close")

@@ -20,6 +20,7 @@ from agentgpt.wire import (
     decode,
     encode,
     media_type_from_header,
+    with_string_keys,
 )
 
 MEDIA_TYPES = [JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE]
@@ -327,3 +328,18 @@ def test_media_type_aliases_work_for_encode_and_decode() -> None:
 )
 def test_media_type_from_header(header: str | None, expected: str | None) -> None:
     assert media_type_from_header(header) == expected
+
+
+def test_with_string_keys_makes_both_encodings_agree():
+    info = {3: "three", "nested": {7: 1.5, "ok": [{(1, 2): None}]}, "arr": np.arange(2)}
+    converted = with_string_keys(info)
+    assert converted == {
+        "3": "three",
+        "nested": {"7": 1.5, "ok": [{"(1, 2)": None}]},
+        "arr": info["arr"],
+    }
+    for media_type in (JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE):
+        back = decode(encode(converted, media_type), media_type)
+        assert set(back) == {"3", "nested", "arr"} and back["nested"]["7"] == 1.5
+    plain = {"a": {"b": [1, {"c": 2}]}}
+    assert with_string_keys(plain) is plain

@@ -89,7 +89,7 @@ def _info_map(info: Any) -> dict[str, Any]:
         return {}
     if not isinstance(info, dict):
         raise errors.env_error(TypeError(f"the env returned info of type {type(info).__name__}"))
-    return info
+    return wire.with_string_keys(info)
 
 
 class EnvAdapter:

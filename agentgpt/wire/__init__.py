@@ -12,7 +12,7 @@ through this package, so both sides agree byte for byte with ``docs/protocol.md`
 
 from __future__ import annotations
 
-from agentgpt.wire.codec import decode, encode
+from agentgpt.wire.codec import decode, encode, with_string_keys
 from agentgpt.wire.errors import UnsupportedSpaceError, WireError
 from agentgpt.wire.media import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, media_type_from_header
 from agentgpt.wire.spaces import space_from_wire, space_to_wire
@@ -30,4 +30,5 @@ __all__ = [
     "space_to_wire",
     "value_from_wire",
     "value_to_wire",
+    "with_string_keys",
 ]

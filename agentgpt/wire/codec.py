@@ -9,7 +9,7 @@ from agentgpt.wire.jsoncodec import decode_json, encode_json
 from agentgpt.wire.media import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, media_type_from_header
 from agentgpt.wire.msgpackcodec import decode_msgpack, encode_msgpack
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "with_string_keys"]
 
 
 def _canonical(media_type: str) -> str:
@@ -47,3 +47,31 @@ def decode(data: bytes, media_type: str) -> Any:
     if _canonical(media_type) == MSGPACK_MEDIA_TYPE:
         return decode_msgpack(data)
     return decode_json(data)
+
+
+def with_string_keys(obj: Any) -> Any:
+    """``obj`` with every map key made a string (``str(key)``), nested maps and lists too.
+
+    Untyped maps from env code (info dicts) may use integer or other keys. JSON writes
+    them as strings anyway, while MessagePack would carry them as they are and readers
+    refuse non-string keys; converting them once, where such a map enters the wire, gives
+    both encodings the same answer. Returns ``obj`` itself (not a copy) when nothing needs
+    converting.
+    """
+    if isinstance(obj, dict):
+        converted = {
+            (key if isinstance(key, str) else str(key)): with_string_keys(value)
+            for key, value in obj.items()
+        }
+        if all(
+            a is b and (ka is kb)
+            for (ka, a), (kb, b) in zip(obj.items(), converted.items(), strict=True)
+        ):
+            return obj
+        return converted
+    if isinstance(obj, (list, tuple)):
+        items = [with_string_keys(item) for item in obj]
+        if all(a is b for a, b in zip(obj, items, strict=True)):
+            return obj
+        return type(obj)(items) if isinstance(obj, list) else tuple(items)
+    return obj
