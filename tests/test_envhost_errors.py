@@ -166,11 +166,12 @@ def test_wrong_types_on_an_existing_env_are_422(client):
         client.post("/step", {"env_key": key}), 422, "invalid_argument", client.media_type, "action"
     )
     vec = client.post("/make_vec", {"env_name": "CartPole-v1", "num_envs": 2}).body["env_key"]
-    for seed in [[1], "x", [1, "a"]]:
+    for seed in [[1], "x", [1, "a"], True, [True, 1]]:
         answer = client.post("/reset", {"env_key": vec, "seed": seed})
         assert_error(answer, 422, "invalid_argument", client.media_type, "seed")
-    bad_mask = client.post("/reset", {"env_key": vec, "options": {"reset_mask": [True]}})
-    assert_error(bad_mask, 422, "invalid_argument", client.media_type, "reset_mask")
+    for mask in [[True], [1, 0], [False, False]]:
+        bad_mask = client.post("/reset", {"env_key": vec, "options": {"reset_mask": mask}})
+        assert_error(bad_mask, 422, "invalid_argument", client.media_type, "reset_mask")
     assert client.post("/close", {"env_key": vec}).status == 200
     assert client.post("/close", {"env_key": key}).status == 200
     assert_serves(client)

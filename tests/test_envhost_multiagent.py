@@ -168,7 +168,10 @@ def test_multi_agent_next_step_autoreset(client):
     client.post("/reset", {"seed": 0})
     assert client.post("/step", {"action": [0, 1]}).body["truncated"] == [False, False]
     assert client.post("/step", {"action": [0, 1]}).body["truncated"] == [True, True]
-    restart = client.post("/step", {"action": [0, 1]}).body
+    # The resetting step ignores the action but still wants one entry per agent.
+    short = client.post("/step", {"action": [0]})
+    assert short.status == 422 and short.body["error"]["type"] == "invalid_action"
+    restart = client.post("/step", {"action": [None, None]}).body
     assert restart["reward"] == [0.0, 0.0]
     assert restart["terminated"] == [False, False] and restart["truncated"] == [False, False]
     assert _ints(restart["observation"]) == [3, 3]  # rps: "no move yet"

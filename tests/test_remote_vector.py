@@ -131,6 +131,13 @@ def test_reset_with_a_seed_per_sub_env(url, encoding):
     local.close()
 
 
+def test_reset_accepts_a_numpy_integer_seed(url):
+    local = gymnasium.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    with RemoteVectorEnv(url, "CartPole-v1", 2, KEY) as remote:
+        _assert_equal(remote.reset(seed=np.int64(3))[0], local.reset(seed=3)[0], "observations")
+    local.close()
+
+
 def test_close_frees_the_server_env(url):
     env = RemoteVectorEnv(url, "CartPole-v1", 2, KEY)
     env.reset(seed=0)

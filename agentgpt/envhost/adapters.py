@@ -206,7 +206,7 @@ class SingleEnvAdapter(EnvAdapter):
 
 
 def _parse_vector_seed(seed: Any, num_envs: int) -> int | list[int | None] | None:
-    if seed is None or isinstance(seed, int):
+    if seed is None or (isinstance(seed, int) and not isinstance(seed, bool)):
         return seed
     if isinstance(seed, list):
         if len(seed) != num_envs:
@@ -264,10 +264,11 @@ class VectorEnvAdapter(EnvAdapter):
             not isinstance(raw, list)
             or len(raw) != self.num_envs
             or not all(isinstance(x, bool) for x in raw)
+            or not any(raw)  # Gymnasium refuses a mask that resets nothing
         ):
             raise errors.invalid_argument(
-                f"options.reset_mask must be a list of {self.num_envs} booleans,"
-                f" got {_short_repr(raw)}"
+                f"options.reset_mask must be a list of {self.num_envs} booleans with at least"
+                f" one true, got {_short_repr(raw)}"
             )
         mask = np.array(raw, dtype=bool)
         return {**options, "reset_mask": mask}, mask
@@ -431,6 +432,8 @@ class MultiAgentAdapter(EnvAdapter):
                     "the episode is over (no agent is left); call /reset to start a new one"
                 )
             if self.autoreset_mode == "next_step":
+                # Checked like any step's action (one entry per agent), then ignored.
+                self._parse_actions(action)
                 return self._reset_step()
         actions = self._parse_actions(action)
         try:

@@ -108,9 +108,9 @@ class RemoteVectorEnv(VectorEnv):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        if seed is None or isinstance(seed, int):
-            super().reset(seed=seed)
-            wire_seed: Any = seed
+        if seed is None or isinstance(seed, (int, np.integer)):
+            wire_seed: Any = None if seed is None else int(seed)
+            super().reset(seed=wire_seed)
         else:
             wire_seed = [None if s is None else int(s) for s in seed]
         body: dict[str, Any] = {"env_key": self.env_key, "seed": wire_seed}
