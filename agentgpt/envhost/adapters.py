@@ -112,6 +112,29 @@ class EnvAdapter:
     def close(self) -> None:
         raise NotImplementedError
 
+    def _bind_gymnasium(
+        self, env: Any, autoreset_mode: str, seed: int | None, single_obs: Any, single_act: Any
+    ) -> None:
+        """Set-up shared by the Gymnasium adapters (single and vector): spaces, their
+        wire forms, and the make seed kept for the first reset."""
+        self.env = env
+        self.autoreset_mode = autoreset_mode
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+        self.observation_space_wire = space_wire_or_error(single_obs, "observation space")
+        self.action_space_wire = space_wire_or_error(single_act, "action space")
+        self._pending_seed = seed
+        if seed is not None:
+            self.action_space.seed(seed)
+        self._has_reset = False
+
+    def _reset_seed(self, seed: Any) -> Any:
+        """The seed for this reset: the caller's, else (once) the seed given at make time."""
+        if seed is None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        return seed
+
     def make_response(self) -> dict[str, Any]:
         """The fields of the ``/make`` response that describe the env."""
         return {
@@ -131,18 +154,7 @@ class SingleEnvAdapter(EnvAdapter):
     agents = None
 
     def __init__(self, env: gymnasium.Env, autoreset_mode: str, seed: int | None) -> None:
-        self.env = env
-        self.autoreset_mode = autoreset_mode
-        self.observation_space = env.observation_space
-        self.action_space = env.action_space
-        self.observation_space_wire = space_wire_or_error(
-            env.observation_space, "observation space"
-        )
-        self.action_space_wire = space_wire_or_error(env.action_space, "action space")
-        self._pending_seed = seed
-        if seed is not None:
-            self.action_space.seed(seed)
-        self._has_reset = False
+        self._bind_gymnasium(env, autoreset_mode, seed, env.observation_space, env.action_space)
         self._episode_over = False
 
     def _reset_env(self, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, dict]:
@@ -155,9 +167,7 @@ class SingleEnvAdapter(EnvAdapter):
         return obs, _info_map(info)
 
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
-        if seed is None:
-            seed = self._pending_seed
-        self._pending_seed = None
+        seed = self._reset_seed(seed)
         obs, info = self._reset_env(seed, options)
         return {"observation": _to_wire(self.observation_space, obs, "observation"), "info": info}
 
@@ -239,19 +249,10 @@ class VectorEnvAdapter(EnvAdapter):
     def __init__(
         self, venv: gymnasium.vector.VectorEnv, autoreset_mode: str, seed: int | None
     ) -> None:
-        self.env = venv
         self.num_envs = int(venv.num_envs)
-        self.autoreset_mode = autoreset_mode
-        self.observation_space = venv.observation_space
-        self.action_space = venv.action_space
-        self.observation_space_wire = space_wire_or_error(
-            venv.single_observation_space, "observation space"
+        self._bind_gymnasium(
+            venv, autoreset_mode, seed, venv.single_observation_space, venv.single_action_space
         )
-        self.action_space_wire = space_wire_or_error(venv.single_action_space, "action space")
-        self._pending_seed = seed
-        if seed is not None:
-            self.action_space.seed(seed)
-        self._has_reset = False
         self._episode_over = np.zeros(self.num_envs, dtype=bool)
 
     def _parse_options(self, options: dict[str, Any] | None) -> tuple[dict | None, Any]:
@@ -276,9 +277,7 @@ class VectorEnvAdapter(EnvAdapter):
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
         seed = _parse_vector_seed(seed, self.num_envs)
         options, mask = self._parse_options(options)
-        if seed is None:
-            seed = self._pending_seed
-        self._pending_seed = None
+        seed = self._reset_seed(seed)
         try:
             obs, info = self.env.reset(seed=seed, options=options)
         except Exception as exc:
@@ -385,9 +384,7 @@ class MultiAgentAdapter(EnvAdapter):
         return observations, infos or {}
 
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
-        if seed is None:
-            seed = self._pending_seed
-        self._pending_seed = None
+        seed = self._reset_seed(seed)
         observations, infos = self._reset_env(seed, options)
         return {"observation": self._obs_list(observations), "info": self._info_list(infos)}
 
