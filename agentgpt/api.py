@@ -14,6 +14,10 @@ class AgentGPT:
         """Train on ``env_id`` with default hyperparameters, any of which can be overridden
         by keyword (``AgentGPT.train("LunarLander-v3", total_steps=1_000_000)``).
 
+        ``fleet`` trains on env servers: a :class:`~agentgpt.train.fleet_setup.FleetOptions`
+        (``FleetOptions(env_hosts=2)``, or ``FleetOptions(env_urls=[...], api_key=...)``).
+        ``envs`` passes ready-made vector envs (or a :class:`~agentgpt.remote.fleet.Fleet`).
+
         Returns the :class:`~agentgpt.train.run.RunResult` (its ``run_dir`` holds the
         checkpoint, metrics and TensorBoard logs).
         """
@@ -22,6 +26,7 @@ class AgentGPT:
 
         show_progress = overrides.pop("show_progress", None)
         envs = overrides.pop("envs", None)
+        fleet = overrides.pop("fleet", None)
         if resume and "total_steps" not in overrides and overrides.get("run_name"):
             # A resumed run keeps its own budget unless total_steps extends it.
             runs_dir = overrides.get("runs_dir", Hyperparameters.runs_dir)
@@ -29,7 +34,9 @@ class AgentGPT:
             if total is not None:
                 overrides["total_steps"] = total
         hparams = Hyperparameters.from_dict({"env_id": env_id, **overrides})
-        return train(hparams, resume=resume, envs=envs, show_progress=show_progress)
+        return train(
+            hparams, resume=resume, envs=envs, fleet=fleet, show_progress=show_progress
+        )
 
     @staticmethod
     def load(run_dir: str | Path):

@@ -24,6 +24,7 @@ Three ways to feed it, all giving the same output for the same observations in c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import gymnasium
@@ -203,13 +204,37 @@ class GPTPolicy(nn.Module):
         causal = index.unsqueeze(0) <= index[past:].unsqueeze(1)
         allowed = causal & (segments.unsqueeze(2) == keys.unsqueeze(1))
         distance = distances(steps, self.max_input_states, past=past)
+        out, presents = self.forward_with_past(
+            obs, control, allowed, distance, None if cache is None else cache.layers, action_mask
+        )
+        return out, ContextCache(presents, keys)
+
+    def forward_with_past(
+        self,
+        obs: ObsTensors,
+        control: torch.Tensor,
+        allowed: torch.Tensor,
+        distance: torch.Tensor,
+        past: Sequence[KeyValues] | None,
+        action_mask: torch.Tensor | None = None,
+    ) -> tuple[PolicyOutput, list[KeyValues]]:
+        """Run new tokens ``[B, Tn]`` against cached keys/values and read the last one.
+
+        The caller owns the context layout, so each way of caching contexts (one shared
+        cache, or per-env slots at different lengths) decides what attends to what:
+        ``past`` holds one ``(keys, values)`` pair ``[B, heads, Tp, head_dim]`` per layer;
+        ``allowed`` is bool ``[B, Tn, Tp + Tn]`` over those ``Tp`` cached tokens followed
+        by the new ones; ``distance`` is ``[Tn, Tp + Tn]`` (shared) or ``[B, Tn, Tp + Tn]``
+        (per row), already clamped into the bias table. Returns the output at the last
+        new token and every layer's keys/values of the cached plus new tokens.
+        """
         x = self.encoder(obs) + self.control(control.unsqueeze(-1))
         presents = []
         for i, block in enumerate(self.blocks):
-            x, present = block(x, allowed, distance, None if cache is None else cache.layers[i])
+            x, present = block(x, allowed, distance, None if past is None else past[i])
             presents.append(present)
         hidden = self.ln_f(x[:, -1])
-        return PolicyOutput(*self._heads(hidden, action_mask)), ContextCache(presents, keys)
+        return PolicyOutput(*self._heads(hidden, action_mask)), presents
 
     def forward_window(
         self,

@@ -49,7 +49,9 @@ class CausalSelfAttention(nn.Module):
         """Attend from ``x`` ``[B, Tq, D]`` to ``past`` keys/values plus its own.
 
         ``allowed``: bool ``[B, Tq, Tk]``; ``distance``: ``[Tq, Tk]`` steps from each
-        query back to each key. Returns the output and every key/value (for caching).
+        query back to each key, shared by every row, or ``[B, Tq, Tk]`` when rows sit at
+        different positions of their own contexts. Returns the output and every
+        key/value (for caching).
         """
         batch, steps, width = x.shape
         qkv = self.qkv(x).reshape(batch, steps, 3, self.num_heads, self.head_dim)
@@ -58,7 +60,10 @@ class CausalSelfAttention(nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
-        scores = scores + self.distance_bias[:, distance]
+        bias = self.distance_bias[:, distance]
+        if distance.dim() == 3:
+            bias = bias.transpose(0, 1)  # [H, B, Tq, Tk] -> [B, H, Tq, Tk]
+        scores = scores + bias
         scores = scores.masked_fill(~allowed.unsqueeze(1), -1e9)
         weights = self.dropout(torch.softmax(scores, dim=-1))
         mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, width)

@@ -19,7 +19,19 @@ import typer
 
 from agentgpt.train.hyperparameters import Hyperparameters
 
-_FIXED_PARAMS = ("env_id", "config", "resume", "progress")
+_FIXED_PARAMS = (
+    "env_id",
+    "config",
+    "resume",
+    "progress",
+    "env_url",
+    "env_hosts",
+    "envs_per_host",
+    "api_key",
+    "fleet_timeout",
+    "step_timeout",
+)
+_FLEET_PANEL = "Env servers"
 
 
 def _field_type(field: dataclasses.Field) -> type:
@@ -89,12 +101,73 @@ def train_command(
             "--progress/--no-progress", help="Live progress view (default: in a terminal)."
         ),
     ] = None,
+    env_url: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--env-url",
+            help="Train on the env server at this URL (repeatable, one per server).",
+            rich_help_panel=_FLEET_PANEL,
+        ),
+    ] = None,
+    env_hosts: Annotated[
+        int,
+        typer.Option(
+            help="Start this many env servers on this machine and train over HTTP.",
+            min=0,
+            rich_help_panel=_FLEET_PANEL,
+        ),
+    ] = 0,
+    envs_per_host: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Envs on each server: one number, or one per server ('16,32').",
+            rich_help_panel=_FLEET_PANEL,
+        ),
+    ] = None,
+    api_key: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Bearer key of the env servers (prefer the AGENTGPT_API_KEY variable:"
+            " command lines are visible to other users).",
+            envvar="AGENTGPT_API_KEY",
+            show_envvar=False,
+            rich_help_panel=_FLEET_PANEL,
+        ),
+    ] = None,
+    fleet_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds every env server may be down before training stops (with a checkpoint).",
+            min=0.001,
+            rich_help_panel=_FLEET_PANEL,
+        ),
+    ] = 60.0,
+    step_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a server may take to answer one step before it counts as down.",
+            min=0.001,
+            rich_help_panel=_FLEET_PANEL,
+        ),
+    ] = 30.0,
     **flags: Any,
 ) -> None:
-    """Train a GPT policy with PPO on a Gymnasium env, e.g. agentgpt train CartPole-v1."""
+    """Train a GPT policy with PPO on a Gymnasium env, e.g. agentgpt train CartPole-v1.
+
+    Envs run in this process by default; --env-hosts N runs them on N local env
+    servers, --env-url on servers elsewhere (collected from asynchronously; a server
+    that fails is retried while training goes on with the others).
+    """
     if resume and not flags.get("run_name"):
         raise typer.BadParameter("--resume needs --run-name", param_hint="--resume")
-    from agentgpt.train.run import TrainingInterrupted, saved_total_steps, train
+    from agentgpt.train.run import (
+        EnvHostsUnavailable,
+        TrainingInterrupted,
+        saved_total_steps,
+        train,
+    )
+
+    fleet = _fleet_options(env_url, env_hosts, envs_per_host, api_key, fleet_timeout, step_timeout)
 
     if resume and flags.get("total_steps") is None:
         # A resumed run keeps its own budget unless --total-steps extends it.
@@ -103,15 +176,68 @@ def train_command(
     hparams = build_hyperparameters(env_id, config, flags)
 
     try:
-        result = train(hparams, resume=resume, show_progress=progress)
+        result = train(hparams, resume=resume, fleet=fleet, show_progress=progress)
     except TrainingInterrupted as stop:
         typer.echo(f"Interrupted at step {stop.global_step}; checkpoint saved in {stop.run_dir}")
         raise typer.Exit(130) from None
+    except EnvHostsUnavailable as stop:
+        typer.echo(f"Training stopped: {stop}", err=True)
+        raise typer.Exit(1) from None
     ret = result.metrics.get("mean_return", "")
     shown = f"{float(ret):.1f}" if ret != "" else "n/a"
     typer.echo(f"Trained {result.global_step} steps; recent mean return {shown}")
     typer.echo(f"Run saved in {result.run_dir}")
     typer.echo(f"Evaluate it with: agentgpt eval {result.run_dir} --episodes 20")
+
+
+def _fleet_options(
+    env_url: list[str] | None,
+    env_hosts: int,
+    envs_per_host: str | None,
+    api_key: str | None,
+    fleet_timeout: float,
+    step_timeout: float,
+) -> Any:
+    """The FleetOptions the flags describe, or None to train on local envs."""
+    if not env_url and not env_hosts:
+        if envs_per_host is not None:
+            raise typer.BadParameter("needs --env-url or --env-hosts", param_hint="--envs-per-host")
+        return None
+    from agentgpt.train.fleet_setup import FleetOptions
+
+    counts = None
+    if envs_per_host is not None:
+        try:
+            counts = [int(part) for part in envs_per_host.split(",")]
+        except ValueError:
+            raise typer.BadParameter(
+                f"{envs_per_host!r} is not a number or a comma-separated list of numbers",
+                param_hint="--envs-per-host",
+            ) from None
+    _show_fleet_logs()
+    try:
+        return FleetOptions(
+            env_urls=list(env_url or []),
+            env_hosts=env_hosts,
+            envs_per_host=counts,
+            api_key=api_key,
+            fleet_timeout=fleet_timeout,
+            step_timeout=step_timeout,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _show_fleet_logs() -> None:
+    """Print env-host events (down, back, env errors) on stderr while training."""
+    import logging
+
+    logger = logging.getLogger("agentgpt.fleet")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%X"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _with_hyperparameter_flags(func):

@@ -40,7 +40,16 @@ METRIC_COLUMNS = [
     "ent_coef",
     "target_entropy",
 ]
-TIMING_COLUMNS = ["update", "global_step", "wall_time_s", "steps_per_sec"]
+#: ``policy_lag`` (updates between acting and training, averaged) and ``hosts_up`` are
+#: filled when training on env hosts.
+TIMING_COLUMNS = [
+    "update",
+    "global_step",
+    "wall_time_s",
+    "steps_per_sec",
+    "policy_lag",
+    "hosts_up",
+]
 
 
 def _rewrite_up_to(path: Path, columns: list[str], last_update: int) -> None:

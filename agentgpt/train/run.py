@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import pickle
@@ -21,12 +22,19 @@ import numpy as np
 import torch
 
 from agentgpt.policy.model import GPTPolicy
+from agentgpt.remote.fleet import FleetDownError
 from agentgpt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from agentgpt.train.fleet_setup import FleetOptions, open_fleet
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer, RewardScaler
 from agentgpt.train.ppo import EntropyTuner, compute_gae, ppo_update
 from agentgpt.train.reporting import Reporter
 from agentgpt.train.rollout import RolloutCollector
+
+
+def is_fleet(envs: Any) -> bool:
+    """Whether ``envs`` offers the asynchronous ``recv``/``send`` API of a Fleet."""
+    return callable(getattr(envs, "recv", None)) and callable(getattr(envs, "send", None))
 
 
 @dataclass
@@ -152,9 +160,17 @@ class Trainer:
         self.reward_scaler = RewardScaler(
             self.envs.num_envs, hp.gamma, clip=hp.reward_clip, enabled=hp.scale_rewards
         )
-        self.collector = RolloutCollector(
-            self.envs, self.policy, self.normalizer, self.reward_scaler, hp
-        )
+        self.asynchronous = is_fleet(self.envs)
+        if self.asynchronous:
+            from agentgpt.train.fleet_rollout import FleetCollector
+
+            self.collector: RolloutCollector | FleetCollector = FleetCollector(
+                self.envs, self.policy, self.normalizer, self.reward_scaler, hp
+            )
+        else:
+            self.collector = RolloutCollector(
+                self.envs, self.policy, self.normalizer, self.reward_scaler, hp
+            )
         self.tuner = EntropyTuner(self.policy, hp)
         self.generator = torch.Generator().manual_seed(hp.seed + 1)
         self.batch_steps = self.envs.num_envs * hp.rollout_steps
@@ -162,7 +178,9 @@ class Trainer:
         self.update = 0
         self.global_step = 0
         self.lr = hp.learning_rate
-        self._envs_picklable = hp.vectorization_mode == "sync" and self.owns_envs
+        self._envs_picklable = (
+            hp.vectorization_mode == "sync" and self.owns_envs and not self.asynchronous
+        )
 
         if resume_state is None:
             self.collector.reset(seed=hp.seed)
@@ -245,6 +263,10 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
             self.save()
+        except FleetDownError as exc:
+            self.save()
+            saved_step = int(self._boundary["progress"]["global_step"])
+            raise EnvHostsUnavailable(str(exc), self.run_dir, saved_step) from exc
         finally:
             reporter.close()
             if self.owns_envs:
@@ -309,8 +331,24 @@ class Trainer:
             "wall_time_s": elapsed,
             "steps_per_sec": (self.global_step - start_step) / max(elapsed, 1e-9),
         }
+        if self.asynchronous:
+            timing["policy_lag"] = self.collector.policy_lag
+            timing["hosts_up"] = sum(1 for host in self.envs.hosts if host.up)
         reporter.log(row, timing)
         return row
+
+
+class EnvHostsUnavailable(RuntimeError):
+    """Every env host stayed down longer than the fleet timeout; raised after the
+    checkpoint was saved, so the run can be resumed once hosts are back."""
+
+    def __init__(self, reason: str, run_dir: Path, global_step: int) -> None:
+        super().__init__(
+            f"{reason}. Training stopped at step {global_step}; the checkpoint is in "
+            f"{run_dir} (continue with --resume once the env hosts are back)"
+        )
+        self.run_dir = run_dir
+        self.global_step = global_step
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -336,6 +374,7 @@ def train(
     *,
     resume: bool = False,
     envs: gymnasium.vector.VectorEnv | None = None,
+    fleet: FleetOptions | None = None,
     show_progress: bool | None = None,
 ) -> RunResult:
     """Train a GPT policy with PPO and return where the run was saved.
@@ -343,11 +382,16 @@ def train(
     ``hparams.run_name`` picks ``<runs_dir>/<run_name>`` (a timestamped name when None).
     With ``resume`` the run continues from that directory's checkpoint using its saved
     hyperparameters (``total_steps`` from ``hparams`` may extend it). ``envs`` may be
-    any NEXT_STEP-autoreset ``gymnasium.vector.VectorEnv`` (e.g. remote envs); by default
-    local ones are made from ``hparams.env_id``. ``show_progress`` defaults to showing
-    the live view when stdout is a terminal. Ctrl-C saves a checkpoint and raises
-    :class:`TrainingInterrupted`.
+    any NEXT_STEP-autoreset ``gymnasium.vector.VectorEnv``, or a
+    :class:`~agentgpt.remote.fleet.Fleet` (collected from asynchronously); ``fleet``
+    instead describes env servers to train on (URLs, or local hosts to start). By
+    default local envs are made from ``hparams.env_id``. ``show_progress`` defaults to
+    showing the live view when stdout is a terminal. Ctrl-C saves a checkpoint and
+    raises :class:`TrainingInterrupted`; env hosts that stay down past the fleet timeout
+    save one and raise :class:`EnvHostsUnavailable`.
     """
+    if envs is not None and fleet is not None:
+        raise ValueError("pass either envs or fleet options, not both")
     run_name = hparams.run_name
     if run_name is None:
         run_name = _claim_new_name(Path(hparams.runs_dir), default_run_name(hparams))
@@ -362,7 +406,10 @@ def train(
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True or another name")
     hparams = hparams.replace(run_name=run_name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(hparams, run_dir, envs=envs, resume_state=state)
-    if state is None:
-        trainer.save()
-    return trainer.run(show_progress=show_progress)
+    with contextlib.ExitStack() as stack:
+        if fleet is not None:
+            envs = stack.enter_context(open_fleet(hparams, fleet, log_dir=run_dir / "env-hosts"))
+        trainer = Trainer(hparams, run_dir, envs=envs, resume_state=state)
+        if state is None:
+            trainer.save()
+        return trainer.run(show_progress=show_progress)

@@ -1,0 +1,444 @@
+"""Rollout collection from a :class:`~agentgpt.remote.fleet.Fleet`, asynchronously.
+
+The synchronous :class:`~agentgpt.train.rollout.RolloutCollector` steps every env in
+lockstep, so the slowest env sets the pace. Here every slot (a sub-env, or one agent of
+a multi-agent env) advances on its own: each :meth:`Fleet.recv` hands over whichever
+hosts have answered, their new observations are encoded and acted on in ONE batched
+forward pass (each slot at its own context length, see
+:class:`~agentgpt.policy.slots.SlotContexts`), and the actions go straight back while the
+other hosts' requests stay in flight.
+
+Each slot fills its own *row* of ``rollout_steps`` tokens with exactly the layout the
+synchronous collector produces (window-aligned contexts, final-observation tokens marked
+not ``valid``, ``starts`` at episode and row starts), so PPO and GAE are unchanged. An
+update takes the first ``num_envs`` rows completed, in completion order: fast hosts
+contribute more rows, a slow host fewer, and nobody waits for it. A row completed while
+older rows wait may hold tokens acted on by an earlier policy; PPO's importance ratio
+uses the probabilities the actions were really sampled with, so that data stays correct
+(``policy_lag`` in the metrics reports how old it is).
+
+Faults never corrupt a trajectory. When a slot is *cut* (its host went down, its env
+raised, its server restarted), the token whose action was never answered becomes a final
+token (not ``valid``; its value bootstraps the step before it, which is marked
+truncated), and the slot's row is closed there. The slot's next observation, after its
+env was made again, starts a new episode in a new row: no context, GAE chain or row ever
+joins data from before a cut to data after it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+
+from agentgpt.policy.encoders import ObsTensors
+from agentgpt.policy.model import GPTPolicy
+from agentgpt.policy.slots import SlotContexts
+from agentgpt.train.hyperparameters import Hyperparameters
+from agentgpt.train.normalization import ObsNormalizer, RewardScaler
+from agentgpt.train.rollout import EpisodeRecord, Rollout, window_start
+
+__all__ = ["FleetCollector"]
+
+
+class _Rows:
+    """The row each slot is filling, ``[S, T, ...]``; finished rows are copied out."""
+
+    def __init__(self, slots: int, steps: int, policy: GPTPolicy) -> None:
+        codec, acodec = policy.obs_codec, policy.action_codec
+        self.steps = steps
+        self.vector = torch.zeros(slots, steps, codec.vector_dim)
+        self.discrete = torch.zeros(slots, steps, len(codec.discrete_sizes), dtype=torch.long)
+        self.images = [torch.zeros(slots, steps, *s, dtype=torch.uint8) for s in codec.image_shapes]
+        self.starts = torch.ones(slots, steps, dtype=torch.bool)
+        self.control = torch.zeros(slots, steps)
+        self.valid = torch.zeros(slots, steps, dtype=torch.bool)
+        self.from_policy = torch.zeros(slots, steps, dtype=torch.bool)
+        self.disc = torch.zeros(slots, steps, acodec.num_discrete, dtype=torch.long)
+        self.cont = torch.zeros(slots, steps, acodec.continuous_dim)
+        self.mask: torch.Tensor | None = None
+        self.num_logits = acodec.num_logits
+        self.logp = torch.zeros(slots, steps)
+        self.values = torch.zeros(slots, steps)
+        self.version = np.zeros((slots, steps), np.int64)
+        self.rewards = np.zeros((slots, steps), np.float32)
+        self.terminated = np.zeros((slots, steps), bool)
+        self.truncated = np.zeros((slots, steps), bool)
+
+    def ensure_mask(self) -> torch.Tensor:
+        if self.mask is None:
+            self.mask = torch.ones(*self.valid.shape, self.num_logits, dtype=torch.bool)
+        return self.mask
+
+    def clear(self, slot: int) -> None:
+        """Blank a slot's row: unused positions are padding (not valid, own segment)."""
+        self.starts[slot] = True
+        self.valid[slot] = False
+        self.from_policy[slot] = False
+        self.rewards[slot] = 0.0
+        self.terminated[slot] = False
+        self.truncated[slot] = False
+        self.logp[slot] = 0.0
+        self.values[slot] = 0.0
+        if self.mask is not None:
+            self.mask[slot] = True
+
+    def copy_out(self, slot: int, last_value: float) -> dict[str, Any]:
+        return {
+            "slot": slot,
+            "vector": self.vector[slot].clone(),
+            "discrete": self.discrete[slot].clone(),
+            "images": [im[slot].clone() for im in self.images],
+            "starts": self.starts[slot].clone(),
+            "control": self.control[slot].clone(),
+            "valid": self.valid[slot].clone(),
+            "from_policy": self.from_policy[slot].clone(),
+            "disc": self.disc[slot].clone(),
+            "cont": self.cont[slot].clone(),
+            "mask": None if self.mask is None else self.mask[slot].clone(),
+            "logp": self.logp[slot].clone(),
+            "values": self.values[slot].clone(),
+            "version": self.version[slot].copy(),
+            "rewards": self.rewards[slot].copy(),
+            "terminated": self.terminated[slot].copy(),
+            "truncated": self.truncated[slot].copy(),
+            "last_value": float(last_value),
+        }
+
+
+def _stack_rows(rows: list[dict[str, Any]], num_logits: int) -> Rollout:
+    def stack(name: str) -> torch.Tensor:
+        return torch.stack([r[name] for r in rows])
+
+    mask = None
+    if any(r["mask"] is not None for r in rows):
+        steps = rows[0]["valid"].shape[0]
+        full = torch.ones(steps, num_logits, dtype=torch.bool)
+        mask = torch.stack([full if r["mask"] is None else r["mask"] for r in rows])
+    images = [torch.stack([r["images"][i] for r in rows]) for i in range(len(rows[0]["images"]))]
+    return Rollout(
+        obs=ObsTensors(stack("vector"), stack("discrete"), images),
+        starts=stack("starts"),
+        control=stack("control"),
+        valid=stack("valid"),
+        from_policy=stack("from_policy"),
+        disc=stack("disc"),
+        cont=stack("cont"),
+        mask=mask,
+        logp=stack("logp"),
+        values=stack("values"),
+        rewards=np.stack([r["rewards"] for r in rows]),
+        terminated=np.stack([r["terminated"] for r in rows]),
+        truncated=np.stack([r["truncated"] for r in rows]),
+        last_value=np.array([r["last_value"] for r in rows], np.float64),
+    )
+
+
+class FleetCollector:
+    """Drives a fleet's async ``recv``/``send`` API with the policy; see the module doc.
+
+    Exposes what the trainer reads from :class:`RolloutCollector` (``collect``,
+    ``episodes``, ``total_episodes``, ``recent_returns``) plus, for the last rollout,
+    ``policy_lag`` and ``last_slots`` (the slot of each row). Its state lives on remote servers, so a resumed run starts fresh episodes.
+    """
+
+    def __init__(
+        self,
+        fleet: Any,
+        policy: GPTPolicy,
+        normalizer: ObsNormalizer,
+        reward_scaler: RewardScaler,
+        hparams: Hyperparameters,
+    ) -> None:
+        self.fleet = fleet
+        self.policy = policy
+        self.normalizer = normalizer
+        self.reward_scaler = reward_scaler
+        self.hp = hparams
+        self.num_envs = n = fleet.num_envs
+        self.obs_codec = policy.obs_codec
+        self.action_codec = policy.action_codec
+        self.rng = np.random.default_rng(hparams.seed)
+        self.generator = torch.Generator().manual_seed(hparams.seed)
+        self.episodes: deque[EpisodeRecord] = deque(maxlen=100)
+        self.total_episodes = 0
+        self.policy_lag = 0.0
+        #: The slot each row of the last rollout came from.
+        self.last_slots = np.zeros(0, np.int64)
+        self.rows = _Rows(n, hparams.rollout_steps, policy)
+        self.contexts = SlotContexts(policy, n, hparams.window)
+        self.ready: deque[dict[str, Any]] = deque()
+        self.pos = np.zeros(n, np.int64)  # tokens in the slot's current row
+        self.pending = np.zeros(n, bool)  # the row's last token awaits its step's result
+        self.next_final = np.zeros(n, bool)  # the slot's next token is a final observation
+        self.next_start = np.ones(n, bool)  # the slot's next token begins an episode
+        self.control = self._draw_control(n)
+        self.ep_return = np.zeros(n, np.float64)
+        self.ep_length = np.zeros(n, np.int64)
+        self.version = 0
+        self._started = False
+
+    # ---------------------------------------------------------------- state
+    def reset(self, seed: int) -> None:
+        self.fleet.async_reset(seed=seed)
+        self._started = True
+
+    def state_dict(self) -> None:
+        """Remote envs cannot be saved; a resumed run continues on fresh episodes."""
+        return None
+
+    def load_state_dict(self, state: Any) -> None:  # pragma: no cover - never called
+        raise RuntimeError("fleet collection cannot be restored")
+
+    def _draw_control(self, n: int) -> np.ndarray:
+        draw_random = self.rng.random(n) < self.hp.control_random_prob
+        return np.where(draw_random, self.rng.random(n), 1.0).astype(np.float32)
+
+    def recent_returns(self, control: float | None = 1.0) -> list[float]:
+        """Returns of recent finished episodes (only those played at ``control``)."""
+        return [e.ret for e in self.episodes if control is None or e.control == control]
+
+    # -------------------------------------------------------------- collect
+    def collect(self, steps: int) -> Rollout:
+        """The first ``num_envs`` rows of ``steps`` tokens that complete from now on
+        (rows finished during the last update included)."""
+        if not self._started:
+            raise RuntimeError("call reset() before collect()")
+        if steps != self.rows.steps:
+            raise ValueError(f"this collector fills rows of {self.rows.steps} steps, not {steps}")
+        if self.version > 0:
+            self._refresh_contexts()  # the policy changed: cached keys/values are stale
+        self.version += 1
+        while len(self.ready) < self.num_envs:
+            self.process(self.fleet.recv())
+        rows = [self.ready.popleft() for _ in range(self.num_envs)]
+        self.last_slots = np.array([r["slot"] for r in rows], np.int64)
+        lag = [self.version - r["version"][r["valid"].numpy()] for r in rows]
+        lags = np.concatenate(lag) if lag else np.zeros(0)
+        self.policy_lag = float(lags.mean()) if lags.size else 0.0
+        return _stack_rows(rows, self.action_codec.num_logits)
+
+    def process(self, batch: Any) -> None:
+        """Take in one :class:`FleetBatch`: record outcomes, act, send the actions."""
+        ids = np.asarray(batch.env_ids, np.int64)
+        if ids.size == 0:
+            return
+        cut = np.asarray(batch.cut, bool)
+        for slot in ids[cut]:
+            self._cut(int(slot))
+        live = ~cut
+        present = np.asarray(batch.present, bool) & live
+        self._record_outcomes(ids[live], present[live], batch, live)
+        new = ids[present]
+        actions_disc, actions_cont = self.action_codec.sample_random(
+            self.rng, int(live.sum()), None
+        )
+        if new.size:
+            disc, cont = self._act(new, batch, present)
+            where = np.flatnonzero(present[live])
+            actions_disc[where] = disc
+            actions_cont[where] = cont
+        if live.any():
+            self.fleet.send(self.action_codec.to_env(actions_disc, actions_cont), ids[live])
+
+    # ----------------------------------------------------------- outcomes
+    def _record_outcomes(
+        self, ids: np.ndarray, present: np.ndarray, batch: Any, live: np.ndarray
+    ) -> None:
+        """Write the rewards and flags of the steps the slots' last actions caused."""
+        waiting = self.pending[ids]
+        if not waiting.any():
+            return
+        slots = ids[waiting]
+        t = self.pos[slots] - 1
+        reward = np.asarray(batch.reward, np.float64)[live][waiting]
+        term = np.asarray(batch.terminated, bool)[live][waiting]
+        trunc = np.asarray(batch.truncated, bool)[live][waiting]
+        vanished = ~present[waiting]
+        active = self.rows.valid[torch.from_numpy(slots), torch.from_numpy(t)].numpy()
+        # A live agent that disappears without an end flag left the episode: it is over
+        # for that agent (no later observation exists to bootstrap from).
+        term = term | (vanished & active & ~trunc)
+        done = (term | trunc) & active
+        reward = np.where(active, reward, 0.0)
+        full_reward = np.zeros(self.num_envs)
+        full_done = np.zeros(self.num_envs, bool)
+        full_active = np.zeros(self.num_envs, bool)
+        full_reward[slots], full_done[slots], full_active[slots] = reward, done, active
+        scaled = self.reward_scaler(full_reward, full_done, full_active)
+        self.rows.rewards[slots, t] = scaled[slots]
+        self.rows.terminated[slots, t] = term & active
+        self.rows.truncated[slots, t] = trunc & active & ~term
+        self.ep_return[slots] += reward
+        self.ep_length[slots] += active
+        for slot in slots[done]:
+            self.episodes.append(
+                EpisodeRecord(
+                    float(self.ep_return[slot]),
+                    int(self.ep_length[slot]),
+                    float(self.control[slot]),
+                )
+            )
+            self.total_episodes += 1
+        self.ep_return[slots[done]] = 0.0
+        self.ep_length[slots[done]] = 0
+        self.pending[slots] = False
+        # After an active step that ended, the next token is the final observation; after
+        # a final token (or an agent that vanished), the next one starts an episode.
+        self.next_final[slots] = done & ~vanished
+        self.next_start[slots] = ~active | vanished
+
+    def _cut(self, slot: int) -> None:
+        """End the slot's trajectory at a fault: see the module doc."""
+        rows = self.rows
+        if self.pending[slot]:
+            t = int(self.pos[slot]) - 1
+            if rows.valid[slot, t]:
+                rows.valid[slot, t] = False
+                rows.from_policy[slot, t] = False
+                before = t - 1
+                if before >= 0 and rows.valid[slot, before] and not rows.terminated[slot, before]:
+                    rows.truncated[slot, before] = True
+        self._close_row(slot, 0.0)
+        self.pending[slot] = False
+        self.next_final[slot] = False
+        self.next_start[slot] = True
+        self.ep_return[slot] = 0.0
+        self.ep_length[slot] = 0
+        self.contexts.clear(torch.tensor([slot]))
+
+    def _close_row(self, slot: int, last_value: float) -> None:
+        """Finish the slot's row early (padding stays invalid) and queue it if it has data."""
+        if self.pos[slot] == 0:
+            return
+        if bool(self.rows.valid[slot].any()):
+            self.ready.append(self.rows.copy_out(slot, last_value))
+        self.rows.clear(slot)
+        self.pos[slot] = 0
+
+    # ---------------------------------------------------------------- acting
+    def _act(
+        self, slots: np.ndarray, batch: Any, present: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Store the new observations as tokens, run one forward pass, sample actions."""
+        rows, steps = self.rows, self.rows.steps
+        full = slots[self.pos[slots] >= steps]
+        finished = [self.rows.copy_out(int(s), 0.0) for s in full]
+        for s in full:
+            rows.clear(int(s))
+            self.pos[s] = 0
+
+        starts_new = self.next_start[slots]
+        restarted = slots[starts_new]
+        if restarted.size:
+            self.control[restarted] = self._draw_control(restarted.size)
+        n = slots.size
+        parts = self.obs_codec.encode(_select(batch.obs, present), n)
+        self.normalizer.update(parts.vector)
+        vec = torch.from_numpy(self.normalizer.normalize(parts.vector))
+        dis = torch.from_numpy(parts.discrete)
+        imgs = [torch.from_numpy(np.asarray(f, np.uint8)) for f in parts.images]
+        sl, t = torch.from_numpy(slots), torch.from_numpy(self.pos[slots])
+        rows.vector[sl, t] = vec
+        rows.discrete[sl, t] = dis
+        for buf, frame in zip(rows.images, imgs, strict=True):
+            buf[sl, t] = frame
+        start_flags = torch.from_numpy(starts_new | (self.pos[slots] == 0))
+        rows.starts[sl, t] = start_flags
+        control = torch.from_numpy(self.control[slots])
+        rows.control[sl, t] = control
+        final = self.next_final[slots]
+        rows.valid[sl, t] = torch.from_numpy(~final)
+        rows.version[slots, self.pos[slots]] = self.version
+        mask = self.action_codec.mask_from_info(_select_info(batch.info, present), n)
+        step_mask = None
+        if mask is not None:
+            step_mask = torch.from_numpy(mask)
+            rows.ensure_mask()[sl, t] = step_mask
+
+        self._prepare_contexts(slots)
+        obs = ObsTensors(vec[:, None], dis[:, None], [f[:, None] for f in imgs])
+        out = self.contexts.extend(sl, obs, start_flags[:, None], control[:, None], step_mask)
+        a_disc, a_cont = out.dist.sample(self.generator)
+        logp = out.dist.log_prob(a_disc, a_cont)
+        np_disc, np_cont = a_disc.numpy().copy(), a_cont.numpy().copy()
+        use_random = self.rng.random(n) >= self.control[slots]
+        r_disc, r_cont = self.action_codec.sample_random(self.rng, n, mask)
+        np_disc[use_random] = r_disc[use_random]
+        np_cont[use_random] = r_cont[use_random]
+        rows.disc[sl, t] = torch.from_numpy(np_disc)
+        rows.cont[sl, t] = torch.from_numpy(np_cont)
+        rows.from_policy[sl, t] = torch.from_numpy(~use_random & ~final)
+        rows.logp[sl, t] = logp
+        rows.values[sl, t] = out.values
+
+        # A finished row bootstraps from its slot's next token, valued from a one-token
+        # context exactly as the synchronous collector's ``bootstrap_value``.
+        if finished:
+            value_of = dict(zip(slots.tolist(), out.values.tolist(), strict=True))
+            for slot, row in zip(full.tolist(), finished, strict=True):
+                row["last_value"] = value_of[slot]
+                self.ready.append(row)
+
+        self.pos[slots] += 1
+        self.pending[slots] = True
+        self.next_final[slots] = False
+        self.next_start[slots] = False
+        return np_disc, np_cont
+
+    def _prepare_contexts(self, slots: np.ndarray) -> None:
+        """Start a new context for slots whose next token opens a training window."""
+        t = self.pos[slots]  # where the new token is stored
+        opening = (t % self.hp.stride) == 0
+        if opening.any():
+            self._rebuild(slots[opening], t[opening])
+
+    def _refresh_contexts(self) -> None:
+        """Recompute every slot's cached context with the updated policy."""
+        slots = np.flatnonzero(self.pos > 0)
+        self.contexts.clear()
+        if slots.size:
+            nxt = self.pos[slots]
+            keep = (nxt % self.hp.stride != 0) & (nxt < self.rows.steps)
+            if keep.any():
+                self._rebuild(slots[keep], nxt[keep])
+
+    def _rebuild(self, slots: np.ndarray, upto: np.ndarray) -> None:
+        """Make each slot's context the row tokens ``[window_start(t), t)`` (``t = upto``)."""
+        self.contexts.clear(torch.from_numpy(slots))
+        k, stride = self.hp.window, self.hp.stride
+        lo = np.array([window_start(int(t), k, stride) for t in upto], np.int64)
+        length = upto - lo
+        rows = self.rows
+        for size in np.unique(length[length > 0]):
+            group = length == size
+            sl = torch.from_numpy(slots[group])
+            index = torch.from_numpy(lo[group])[:, None] + torch.arange(int(size))
+            rs = sl[:, None]
+            obs = ObsTensors(
+                rows.vector[rs, index],
+                rows.discrete[rs, index],
+                [im[rs, index] for im in rows.images],
+            )
+            self.contexts.extend(sl, obs, rows.starts[rs, index], rows.control[rs, index])
+
+
+def _select(obs: Any, rows: np.ndarray) -> Any:
+    """The rows of a batched observation (arrays, or dicts/tuples of them)."""
+    if isinstance(obs, dict):
+        return {key: _select(value, rows) for key, value in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(_select(value, rows) for value in obs)
+    return np.asarray(obs)[rows]
+
+
+def _select_info(info: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+    """The rows of a vector-style info dict (only what action masks need)."""
+    if "action_mask" not in info:
+        return {}
+    out = {"action_mask": [info["action_mask"][i] for i in np.flatnonzero(rows)]}
+    if "_action_mask" in info:
+        out["_action_mask"] = np.asarray(info["_action_mask"], bool)[rows]
+    return out

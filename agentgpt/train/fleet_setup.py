@@ -1,0 +1,118 @@
+"""Where training envs come from when they run on env servers: URLs or local hosts.
+
+:class:`FleetOptions` is kept apart from :class:`Hyperparameters` on purpose: it names
+machines and carries an API key, neither of which belongs in a run's saved
+hyperparameters (a resumed run may use other hosts, and keys never go to disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentgpt.train.hyperparameters import Hyperparameters
+
+__all__ = ["API_KEY_ENV", "FleetOptions", "open_fleet", "split_envs"]
+
+#: Environment variable read for the env servers' key when no key is given explicitly.
+API_KEY_ENV = "AGENTGPT_API_KEY"
+
+log = logging.getLogger("agentgpt.fleet")
+
+
+@dataclass
+class FleetOptions:
+    """How to reach the env servers a run trains on.
+
+    ``env_urls``: servers that are already running (one URL per server). ``env_hosts``:
+    instead, start this many env servers on this machine (child processes on free
+    loopback ports, with a generated key) and stop them at the end. ``envs_per_host``:
+    one number for every host or one per host; by default the run's ``num_envs`` is split
+    evenly. For multi-agent envs this counts envs, each contributing one sequence per
+    agent. ``fleet_timeout``: seconds every host may be down before training stops
+    with a checkpoint. ``step_timeout``: seconds a host may take to answer one step
+    before it is considered down.
+    """
+
+    env_urls: Sequence[str] = ()
+    env_hosts: int = 0
+    envs_per_host: Sequence[int] | None = None
+    api_key: str | None = None
+    fleet_timeout: float = 60.0
+    step_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.env_urls and self.env_hosts:
+            raise ValueError("give either env URLs or a number of local env hosts, not both")
+        if self.env_hosts < 0:
+            raise ValueError("env_hosts must be positive")
+        if not self.env_urls and not self.env_hosts:
+            raise ValueError("give env URLs or a number of local env hosts")
+        if self.envs_per_host is not None:
+            counts = list(self.envs_per_host)
+            if any(c < 1 for c in counts):
+                raise ValueError("envs_per_host must be positive")
+            hosts = len(self.env_urls) or self.env_hosts
+            if len(counts) not in (1, hosts):
+                raise ValueError(
+                    f"envs_per_host has {len(counts)} numbers for {hosts} hosts; give one "
+                    "number for every host or one per host"
+                )
+        if self.fleet_timeout <= 0 or self.step_timeout <= 0:
+            raise ValueError("fleet_timeout and step_timeout must be positive")
+
+    @property
+    def num_hosts(self) -> int:
+        return len(self.env_urls) or self.env_hosts
+
+
+def split_envs(total: int, hosts: int) -> list[int]:
+    """``total`` envs spread over ``hosts`` as evenly as possible (at least one each)."""
+    base = max(1, total // hosts)
+    extra = max(0, total - base * hosts)
+    return [base + (1 if i < extra else 0) for i in range(hosts)]
+
+
+def _per_host(options: FleetOptions, hp: Hyperparameters) -> list[int]:
+    hosts = options.num_hosts
+    if options.envs_per_host is None:
+        return split_envs(hp.num_envs, hosts)
+    counts = list(options.envs_per_host)
+    return counts * hosts if len(counts) == 1 else counts
+
+
+@contextlib.contextmanager
+def open_fleet(
+    hp: Hyperparameters, options: FleetOptions, log_dir: str | Path | None = None
+) -> Iterator[object]:
+    """Yield a :class:`~agentgpt.remote.fleet.Fleet` for ``hp.env_id``; close it (and any
+    env servers started for it) on exit. ``log_dir`` keeps local hosts' server logs."""
+    from agentgpt.envs import PETTINGZOO_ENVS
+    from agentgpt.launch.local_hosts import LocalEnvHosts
+    from agentgpt.remote.fleet import Fleet
+
+    with contextlib.ExitStack() as stack:
+        urls, api_key = list(options.env_urls), options.api_key
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV) or None
+        if options.env_hosts:
+            hosts = LocalEnvHosts(options.env_hosts, register=PETTINGZOO_ENVS, log_dir=log_dir)
+            stack.enter_context(hosts)
+            urls, api_key = list(hosts.urls), hosts.api_key
+            log.info("started %d local env servers: %s", len(urls), ", ".join(urls))
+        fleet = Fleet.from_urls(
+            urls,
+            hp.env_id,
+            envs_per_host=_per_host(options, hp),
+            api_key=api_key,
+            seed=hp.seed,
+            env_kwargs=hp.env_kwargs,
+            step_timeout=options.step_timeout,
+            fleet_timeout=options.fleet_timeout,
+        )
+        stack.callback(fleet.close)
+        yield fleet

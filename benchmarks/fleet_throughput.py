@@ -1,0 +1,110 @@
+"""Training throughput on env servers vs local envs, and what one slow server costs.
+
+Run from the repository root::
+
+    python benchmarks/fleet_throughput.py              # 64 envs, 20 updates per setup
+    python benchmarks/fleet_throughput.py --updates 5  # quicker
+
+In one run it trains CartPole-v1 (default hyperparameters, 64 envs) for the same number
+of updates in four setups and reports training env-steps per second (collection and PPO
+updates together, setup excluded):
+
+- ``local``: a local Gymnasium sync vector env (64 envs) in the trainer's process;
+- ``1 host``: one env server (a child process) serving all 64 envs;
+- ``4 hosts``: four env servers with 16 envs each;
+- ``4 hosts, 1 slow``: the same, but one server's CartPole sleeps 5 ms in every step
+  (``benchmarks/slow_env.py``), so that server answers a 16-env step in ~80 ms.
+
+Each remote setup collects asynchronously (``Fleet``): the trainer acts for whichever
+servers have answered, one batched forward pass at a time. The table shows each figure
+as a ratio of ``local``, and the slow-host figure as a ratio of the healthy 4-host one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from agentgpt.launch.local_hosts import LocalEnvHosts
+from agentgpt.remote.fleet import Fleet
+from agentgpt.train.hyperparameters import Hyperparameters
+from agentgpt.train.run import Trainer
+
+SLOW_FACTORY = "benchmarks.slow_env:slow_cartpole"
+
+
+def measure(hp: Hyperparameters, envs: object | None, label: str) -> tuple[float, float]:
+    """Train ``hp.total_steps`` steps on ``envs`` (local when None): (steps/s, policy lag)."""
+    with tempfile.TemporaryDirectory() as runs:
+        trainer = Trainer(hp.replace(runs_dir=runs, run_name=label), Path(runs) / label, envs)
+        started = time.perf_counter()
+        result = trainer.run(show_progress=False)
+        elapsed = time.perf_counter() - started
+        lag = getattr(trainer.collector, "policy_lag", 0.0)
+    return result.global_step / elapsed, lag
+
+
+def fleet_setup(hosts: int, envs_per_host: int, slow_host: bool, seed: int) -> tuple:
+    registrations = [
+        {"CartPole-v1": SLOW_FACTORY} if slow_host and i == 0 else None for i in range(hosts)
+    ]
+    launched = LocalEnvHosts(hosts, host_register=registrations).start()
+    fleet = Fleet.from_urls(
+        launched.urls,
+        "CartPole-v1",
+        envs_per_host=envs_per_host,
+        api_key=launched.api_key,
+        seed=seed,
+    )
+    return launched, fleet
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", type=int, default=64)
+    parser.add_argument("--updates", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    hp = Hyperparameters(
+        env_id="CartPole-v1", num_envs=args.envs, seed=args.seed, checkpoint_every=10**9
+    )
+    hp = hp.replace(total_steps=hp.batch_steps * args.updates)
+
+    results: dict[str, tuple[float, float]] = {}
+    results["local"] = measure(hp, None, "local")
+    setups = [
+        ("1 host", 1, args.envs, False),
+        ("4 hosts", 4, args.envs // 4, False),
+        ("4 hosts, 1 slow", 4, args.envs // 4, True),
+    ]
+    for label, hosts, per_host, slow in setups:
+        launched, fleet = fleet_setup(hosts, per_host, slow, args.seed)
+        try:
+            results[label] = measure(hp, fleet, label.replace(" ", "-").replace(",", ""))
+        finally:
+            fleet.close()
+            launched.close()
+        print(f"  {label}: {results[label][0]:,.0f} steps/s", file=sys.stderr)
+
+    local = results["local"][0]
+    healthy = results["4 hosts"][0]
+    print(
+        f"\nCartPole-v1, {args.envs} envs, {args.updates} updates "
+        f"({hp.total_steps:,} steps) per setup\n"
+    )
+    print("| setup | steps/s | vs local | policy lag (updates) |")
+    print("|---|---:|---:|---:|")
+    for label, (sps, lag) in results.items():
+        print(f"| {label} | {sps:,.0f} | {sps / local:.2f}x | {lag:.2f} |")
+    slow = results["4 hosts, 1 slow"][0]
+    print(f"\n4 hosts with one slow / healthy 4 hosts: {slow / healthy:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
