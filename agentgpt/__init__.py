@@ -7,7 +7,7 @@ from typing import Any
 from agentgpt.envs import register_envs
 
 __version__ = "0.1.0"
-__all__ = ["AgentGPT", "__version__"]
+__all__ = ["AgentGPT", "FleetOptions", "__version__"]
 
 register_envs()
 
@@ -19,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from agentgpt.api import AgentGPT
 
         return AgentGPT
+    if name == "FleetOptions":
+        from agentgpt.train.fleet_setup import FleetOptions
+
+        return FleetOptions
     raise AttributeError(f"module 'agentgpt' has no attribute {name!r}")

@@ -300,7 +300,11 @@ def test_hosts_do_not_outlive_a_killed_parent(tmp_path):
         """
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its log folder is never removed
     )
     try:
         url = parent.stdout.readline().strip()

@@ -20,6 +20,10 @@ Three ways to feed it, all giving the same output for the same observations in c
 * :meth:`GPTPolicy.forward_window` takes one left-padded window per env with a
   ``valid`` mask and reads the last position (acting, evaluation, ONNX export);
   :meth:`GPTPolicy.deterministic_action_window` is its traceable deterministic form.
+
+:class:`agentgpt.policy.slots.SlotContexts` keeps one cached context per env instead of
+one shared cache, for collection from envs that are each at their own step; it runs
+through :meth:`GPTPolicy.forward_with_past`.
 """
 
 from __future__ import annotations

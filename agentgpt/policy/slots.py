@@ -51,14 +51,18 @@ class SlotContexts:
             dtype=reference.dtype,
             device=device,
         )
-        #: Episode segment id of every cached token; ids only grow within a slot, so
-        #: "same segment" is equality and a fresh segment never matches an older one.
-        self._segments = torch.zeros(self.num_slots, self.capacity, dtype=torch.long, device=device)
+        #: Position where the episode segment of each slot's newest token begins: the
+        #: same rule as ``segment_mask``, kept as one number since segments only grow.
+        self._start = torch.zeros(self.num_slots, dtype=torch.long, device=device)
         self._steps = torch.arange(self.capacity, device=device)
         self.lengths: torch.Tensor = torch.zeros(self.num_slots, dtype=torch.long, device=device)
 
+    @torch.inference_mode()
     def clear(self, slots: torch.Tensor | None = None) -> None:
-        """Empty the contexts of ``slots`` (int64 [B]); all slots when None."""
+        """Empty the contexts of ``slots`` (int64 [B]); all slots when None.
+
+        Only lengths change: whatever a slot held is out of reach of its next tokens.
+        """
         if slots is None:
             self.lengths.zero_()
             return
@@ -86,50 +90,44 @@ class SlotContexts:
         """
         batch, steps = self._check_extend(slots, obs, starts, control, action_mask)
         slots = slots.to(self._kv.device, torch.long)
-        lengths = self.lengths[slots]
-        if int((lengths + steps).max()) > self.capacity:
+        lengths = self.lengths.index_select(0, slots)
+        cached = int(lengths.max())  # keys to gather: the longest listed context
+        if cached + steps > self.capacity:
             raise ValueError(
                 f"extending slots by {steps} tokens exceeds capacity {self.capacity} "
-                f"(longest listed context holds {int(lengths.max())})"
+                f"(longest listed context holds {cached})"
             )
-        cached = int(lengths.max())
-        new = torch.arange(steps, device=lengths.device)
-        positions = lengths.unsqueeze(1) + new  # [B, n]: where the new tokens go
+        positions = lengths.unsqueeze(1) + self._steps[:steps]  # [B, n]: the new tokens
 
-        # Segment ids: continue the slot's last segment; every start opens a new one.
-        empty = lengths == 0
-        last = self._segments[slots, (lengths - 1).clamp(min=0)].masked_fill(empty, 0)
-        opens = starts.clone()
-        opens[:, 0] |= empty
-        segments = last.unsqueeze(1) + opens.long().cumsum(1)
+        # Where the episode segment of each new token begins: the slot's current one
+        # (position 0 for an empty slot), or the latest start among the new tokens.
+        current = self._start.index_select(0, slots).masked_fill(lengths == 0, 0)
+        segment = torch.where(starts, positions, current.unsqueeze(1)).cummax(1).values
 
         # Keys: the first ``cached`` positions of every listed slot, then the new tokens.
-        # Positions at or past a slot's length get segment -1, which matches no query.
+        # A query sees the keys from its segment's start up to itself; cached positions
+        # at or past a slot's length are moved out of reach (to ``capacity``).
         old = self._steps[:cached]
-        old_segments = self._segments[slots, :cached].masked_fill(
-            old.unsqueeze(0) >= lengths.unsqueeze(1), -1
-        )
-        key_pos = torch.cat([old.expand(batch, -1), positions], dim=1)
-        key_seg = torch.cat([old_segments, segments], dim=1)
-        allowed = (key_pos.unsqueeze(1) <= positions.unsqueeze(2)) & (
-            key_seg.unsqueeze(1) == segments.unsqueeze(2)
-        )
-        distance = (positions.unsqueeze(2) - key_pos.unsqueeze(1)).clamp(
-            0, self.policy.max_input_states - 1
-        )
+        old = torch.where(old < lengths.unsqueeze(1), old, self.capacity)
+        keys = torch.cat([old, positions], dim=1).unsqueeze(1)
+        allowed = (keys >= segment.unsqueeze(2)) & (keys <= positions.unsqueeze(2))
+        distance = (positions.unsqueeze(2) - keys).clamp(0, self.policy.max_input_states - 1)
 
-        gathered = self._kv[slots, ..., :cached, :]  # [B, layers, 2, heads, cached, hd]
+        # [B, layers, 2, heads, cached, hd]; index_select is far cheaper than indexing.
+        gathered = self._kv[..., :cached, :].index_select(0, slots)
         past = [(gathered[:, i, 0], gathered[:, i, 1]) for i in range(gathered.shape[1])]
         out, presents = self.policy.forward_with_past(
             obs, control, allowed, distance, past, action_mask
         )
 
         if presents:
-            fresh = torch.stack([torch.stack(kv)[..., cached:, :] for kv in presents])
-            # [layers, 2, B, heads, n, hd] -> [B, n, layers, 2, heads, hd] to match the
-            # shape advanced indexing by (slot, position) gives.
-            self._kv[slots.unsqueeze(1), :, :, :, positions] = fresh.permute(2, 4, 0, 1, 3, 5)
-        self._segments[slots.unsqueeze(1), positions] = segments
+            layers = len(presents)
+            fresh = torch.stack([t[:, :, cached:] for kv in presents for t in kv])
+            # [layers * 2, B, heads, n, hd] -> [B, n, layers, 2, heads, hd]: the shape
+            # advanced indexing by (slot, position) gives.
+            fresh = fresh.unflatten(0, (layers, 2)).permute(2, 4, 0, 1, 3, 5)
+            self._kv[slots.unsqueeze(1), :, :, :, positions] = fresh
+        self._start[slots] = segment[:, -1]
         self.lengths[slots] = lengths + steps
         return out
 
@@ -155,7 +153,7 @@ class SlotContexts:
         batch = int(slots.shape[0])
         if batch == 0:
             raise ValueError("extend needs at least one slot")
-        if int(torch.unique(slots).numel()) != batch:
+        if int(torch.bincount(slots.long(), minlength=self.num_slots).max()) > 1:
             raise ValueError(f"slots must be distinct, got {slots.tolist()}")
         if starts.dim() != 2 or starts.shape[0] != batch or starts.shape[1] < 1:
             raise ValueError(f"starts must be [{batch}, n] with n >= 1, got {tuple(starts.shape)}")

@@ -1,0 +1,124 @@
+"""``FleetBatch``: what one ``Fleet.recv()`` hands over, and how it is put together.
+
+A batch holds one row per slot with news: rows of the remote envs that answered since the
+last call, followed by rows for slots whose trajectories were cut. A slot appears at most
+once per batch, so a cut and the first observation after it always arrive in two
+different batches, in that order; an answer that would collide with a row already in the
+batch waits for the next one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gymnasium
+import numpy as np
+
+from agentgpt.remote.fleet.batching import concat, zeros
+from agentgpt.remote.fleet.infos import merge_infos
+from agentgpt.remote.fleet.streams import StreamRows
+
+__all__ = ["BatchBuilder", "FleetBatch", "empty_batch"]
+
+
+class FleetBatch(NamedTuple):
+    """Rows of the slots with news; every array has one entry per row."""
+
+    #: int64: the slots the rows belong to (each at most once).
+    env_ids: np.ndarray
+    #: bool: an observation came for the slot (False: an absent agent, or a cut).
+    present: np.ndarray
+    #: Batched values of ``single_observation_space``; rows without one are zero-filled.
+    obs: Any
+    #: float64: reward of the transition the slot's last action caused (0 if none).
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    #: bool: the slot's last action will never be answered (host down, env error,
+    #: server restarted): its trajectory ends here and no action is expected for it.
+    cut: np.ndarray
+    #: Gymnasium vector-style info of these rows (``{key: values, "_key": mask}``).
+    info: dict[str, Any]
+
+
+def empty_batch(observation_space: gymnasium.Space) -> FleetBatch:
+    """A batch of no rows (what ``recv`` returns when its timeout passes without news)."""
+    return FleetBatch(
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.bool_),
+        zeros(observation_space, 0),
+        np.zeros(0, dtype=np.float64),
+        np.zeros(0, dtype=np.bool_),
+        np.zeros(0, dtype=np.bool_),
+        np.zeros(0, dtype=np.bool_),
+        {},
+    )
+
+
+class BatchBuilder:
+    """Collects the rows of one batch; ``taken`` marks slots that already have one."""
+
+    def __init__(
+        self, observation_space: gymnasium.Space, num_envs: int, exclude: np.ndarray | None
+    ) -> None:
+        self._space = observation_space
+        self.taken = np.zeros(num_envs, dtype=np.bool_) if exclude is None else exclude.copy()
+        #: Streams with an answer held back for the next batch (later ones wait too).
+        self.blocked: set[int] = set()
+        self.deferred: list[Any] = []
+        self._blocks: list[tuple[np.ndarray, StreamRows]] = []
+        self._cut: np.ndarray | None = None
+
+    def add(self, env_ids: np.ndarray, rows: StreamRows) -> None:
+        self._blocks.append((env_ids, rows))
+        self.taken[env_ids[0] : env_ids[-1] + 1] = True
+
+    def add_cuts(self, env_ids: np.ndarray) -> None:
+        self._cut = env_ids
+
+    def finish(self) -> FleetBatch | None:
+        """The batch, or ``None`` when it has no rows."""
+        blocks = self._blocks
+        cut = self._cut
+        if cut is not None and cut.size:
+            n = cut.size
+            rows = StreamRows(
+                np.zeros(n, dtype=np.bool_),
+                zeros(self._space, n),
+                np.zeros(n, dtype=np.float64),
+                np.zeros(n, dtype=np.bool_),
+                np.zeros(n, dtype=np.bool_),
+                {},
+            )
+            blocks.append((cut, rows))
+        if not blocks:
+            return None
+        cut_rows = 0 if cut is None else cut.size
+        if len(blocks) == 1:
+            env_ids, rows = blocks[0]
+            total = env_ids.size
+            return FleetBatch(
+                env_ids.copy(),
+                rows.present,
+                rows.obs,
+                rows.reward,
+                rows.terminated,
+                rows.truncated,
+                np.full(total, cut_rows > 0, dtype=np.bool_),
+                rows.info,
+            )
+        env_ids = np.concatenate([ids for ids, _ in blocks])
+        cut_flags = np.zeros(env_ids.size, dtype=np.bool_)
+        if cut_rows:
+            cut_flags[-cut_rows:] = True
+        infos = [(rows.info, ids.size) for ids, rows in blocks]
+        return FleetBatch(
+            env_ids,
+            np.concatenate([rows.present for _, rows in blocks]),
+            concat(self._space, [rows.obs for _, rows in blocks]),
+            np.concatenate([rows.reward for _, rows in blocks]),
+            np.concatenate([rows.terminated for _, rows in blocks]),
+            np.concatenate([rows.truncated for _, rows in blocks]),
+            cut_flags,
+            merge_infos(infos) if any(info for info, _ in infos) else {},
+        )

@@ -1,0 +1,413 @@
+"""One remote env of a fleet and the thread that talks to it.
+
+A *stream* is one server-side env with at most one request in flight: a ``/make_vec``
+vector env for single-agent envs, one ``/make`` env for multi-agent ones. Each stream has
+its own worker thread and its own keep-alive :class:`~agentgpt.remote.transport.Transport`
+(transports are not thread-safe, and one slow answer must never hold up another env).
+The worker makes its env, then runs the resets and steps the fleet hands it, decodes each
+answer into NumPy rows (off the trainer's thread) and reports everything as events on one
+queue shared by the fleet. A worker never decides anything: a failure is reported with
+its :class:`~agentgpt.remote.fleet.faults.Fault` kind and the worker exits; the fleet
+cuts, remakes or raises. A remade env gets a new worker, so a request stuck on a dead host
+never delays its replacement.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import gymnasium
+import numpy as np
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+
+from agentgpt.remote.errors import RemoteEnvError
+from agentgpt.remote.fleet.batching import is_array_space, single_values
+from agentgpt.remote.fleet.faults import Fault, classify, describe
+from agentgpt.remote.fleet.infos import agent_infos
+from agentgpt.remote.infos import vector_info_from_wire
+from agentgpt.remote.session import make_request
+from agentgpt.remote.transport import Encoding, Transport
+from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+
+__all__ = [
+    "Answer",
+    "Endpoint",
+    "Failed",
+    "Made",
+    "StreamRows",
+    "StreamSpec",
+    "StreamWorker",
+    "close_quietly",
+]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one env server: URL, key, encoding and timeouts."""
+
+    url: str
+    api_key: str | None = field(repr=False)
+    encoding: Encoding
+    step_timeout: float
+    connect_timeout: float
+    #: Bound on the best-effort requests (``/close``, ``/health``): they must never
+    #: hold up shutting down or recovering.
+    short_timeout: float
+
+    def transport(self, short: bool = False) -> Transport:
+        timeout = self.short_timeout if short else self.step_timeout
+        return Transport(
+            self.url,
+            self.api_key,
+            encoding=self.encoding,
+            timeout=timeout,
+            connect_timeout=min(self.connect_timeout, timeout),
+        )
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a worker needs to make and drive its env; shared, never mutated."""
+
+    endpoint: Endpoint
+    env_id: str
+    env_kwargs: dict[str, Any] | None
+    multi_agent: bool
+    #: Slots of the stream: sub-envs of the vector env, or agents of the multi-agent env.
+    count: int
+    single_observation_space: gymnasium.Space
+    single_action_space: gymnasium.Space
+    batched_observation_space: gymnasium.Space = field(init=False, repr=False, compare=False)
+    batched_action_space: gymnasium.Space = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: the derived spaces are set once, here.
+        batched_obs = batch_space(self.single_observation_space, self.count)
+        batched_act = batch_space(self.single_action_space, self.count)
+        object.__setattr__(self, "batched_observation_space", batched_obs)
+        object.__setattr__(self, "batched_action_space", batched_act)
+
+    def make_route_and_body(self, seed: int | None) -> tuple[str, dict[str, Any]]:
+        body = make_request(
+            self.env_id,
+            seed=seed,
+            env_kwargs=self.env_kwargs,
+            render_mode=None,
+            autoreset_mode="next_step",
+        )
+        if self.multi_agent:
+            return "/make", body
+        body["num_envs"] = self.count
+        body["vectorization_mode"] = "sync"
+        return "/make_vec", body
+
+
+class StreamRows(NamedTuple):
+    """One answer of a stream, one row per slot."""
+
+    present: np.ndarray
+    obs: Any
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    info: dict[str, Any]
+
+
+class Made(NamedTuple):
+    """The worker's env exists on the server."""
+
+    worker: StreamWorker
+    env_key: str
+    incarnation: str | None
+
+
+class Answer(NamedTuple):
+    """A reset or step answered; ``ticket`` names the request."""
+
+    worker: StreamWorker
+    ticket: int
+    rows: StreamRows
+
+
+class Failed(NamedTuple):
+    """A request failed; the worker has exited."""
+
+    worker: StreamWorker
+    ticket: int
+    fault: Fault
+    error: BaseException
+    #: For logs: why, in a few words.
+    reason: str
+
+
+_STEP, _RESET, _STOP = "step", "reset", "stop"
+
+
+def close_quietly(endpoint: Endpoint, env_key: str) -> None:
+    """Best-effort ``/close`` of ``env_key``: a short timeout, every failure ignored."""
+    transport = endpoint.transport(short=True)
+    try:
+        transport.post("/close", {"env_key": env_key})
+    except RemoteEnvError:
+        pass
+    finally:
+        transport.close()
+
+
+class StreamWorker:
+    """The thread behind one stream. See the module docstring.
+
+    ``owner`` is the fleet's record of the stream; the worker only carries it back in its
+    events. On start the worker closes ``close_first`` (an env the same server process may
+    still hold), waits ``delay`` seconds, makes its env and, with ``reset_after_make``,
+    resets it as request ``ticket``.
+    """
+
+    def __init__(
+        self,
+        spec: StreamSpec,
+        events: queue.SimpleQueue,
+        owner: Any,
+        *,
+        seed: int | None,
+        ticket: int,
+        reset_after_make: bool,
+        close_first: str | None = None,
+        delay: float = 0.0,
+        name: str = "fleet-env",
+    ) -> None:
+        self.spec = spec
+        self.owner = owner
+        self.reset_after_make = reset_after_make
+        self._events = events
+        self._seed = seed
+        self._ticket = ticket
+        self._close_first = close_first
+        self._delay = delay
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._close_env = False
+        self._failed = False
+        self.env_key: str | None = None
+        self.incarnation: str | None = None
+        self._lists_are_objects = spec.endpoint.encoding == "msgpack"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # ---------------------------------------------------------------- fleet side
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def step(self, ticket: int, actions: Any, needs: np.ndarray | None) -> None:
+        """Queue a step with a batch of ``count`` actions (``needs``: live agents)."""
+        self._commands.put((_STEP, ticket, actions, needs))
+
+    def reset(self, ticket: int, seed: int | None, options: dict[str, Any] | None) -> None:
+        self._commands.put((_RESET, ticket, seed, options))
+
+    def stop(self, close_env: bool) -> None:
+        """Exit after the request in flight (whose answer is dropped); with ``close_env``
+        free the server's env first (best effort)."""
+        self._close_env = close_env
+        self._stop.set()
+        self._commands.put((_STOP,))
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    # ---------------------------------------------------------------- thread side
+
+    def _run(self) -> None:
+        endpoint = self.spec.endpoint
+        transport: Transport | None = None
+        try:
+            if self._close_first is not None:
+                close_quietly(endpoint, self._close_first)
+            if self._delay > 0 and self._stop.wait(self._delay):
+                return
+            if self._stop.is_set():
+                return
+            transport = endpoint.transport()
+            if not self._make(transport):
+                return
+            if self.reset_after_make and not self._request(
+                transport, _RESET, self._ticket, None, None
+            ):
+                return
+            while True:
+                command = self._commands.get()
+                if self._stop.is_set() or not self._request(transport, *command):
+                    return
+        finally:
+            if transport is not None:
+                transport.close()
+            if self._close_env and self.env_key is not None and not self._failed:
+                close_quietly(endpoint, self.env_key)
+
+    def _make(self, transport: Transport) -> bool:
+        route, body = self.spec.make_route_and_body(self._seed)
+        try:
+            made = transport.post(route, body)
+            self.env_key = str(made["env_key"])
+            self.incarnation = made.get("incarnation")
+            self._check_made(made)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
+            self._fail(self._ticket, exc, transport)
+            return False
+        if self._stop.is_set():
+            # Made after the fleet gave this worker up: free the env right away.
+            self._close_env = True
+            return False
+        self._events.put(Made(self, self.env_key, self.incarnation))
+        return True
+
+    def _check_made(self, made: dict[str, Any]) -> None:
+        spec = self.spec
+        if spec.multi_agent:
+            observation_spaces = [space_from_wire(s) for s in made["observation_space"]]
+            action_spaces = [space_from_wire(s) for s in made["action_space"]]
+            if len(observation_spaces) != spec.count:
+                raise ValueError(
+                    f"{spec.endpoint.url} made {spec.env_id!r} with {len(observation_spaces)}"
+                    f" agents; the fleet's other envs have {spec.count}"
+                )
+        else:
+            observation_spaces = [space_from_wire(made["observation_space"])]
+            action_spaces = [space_from_wire(made["action_space"])]
+        for observation_space, action_space in zip(observation_spaces, action_spaces, strict=True):
+            if (
+                observation_space != spec.single_observation_space
+                or action_space != spec.single_action_space
+            ):
+                raise ValueError(
+                    f"{spec.endpoint.url} serves {spec.env_id!r} with observation space"
+                    f" {observation_space} and action space {action_space}; the fleet's other"
+                    f" envs have {spec.single_observation_space} and {spec.single_action_space}"
+                    " (every host must serve the same env)"
+                )
+
+    def _request(self, transport: Transport, kind: str, ticket: int, a: Any, b: Any) -> bool:
+        if kind == _STOP:
+            return False
+        try:
+            if kind == _STEP:
+                body = {"env_key": self.env_key, "action": self._wire_actions(a, b)}
+                rows = self._decode(transport.post("/step", body), stepped=True)
+            else:
+                body = {"env_key": self.env_key, "seed": a}
+                if b:
+                    body["options"] = b
+                rows = self._decode(transport.post("/reset", body), stepped=False)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
+            self._fail(ticket, exc, transport)
+            return False
+        if self._stop.is_set():
+            return False
+        self._events.put(Answer(self, ticket, rows))
+        return True
+
+    def _fail(self, ticket: int, error: BaseException, transport: Transport) -> None:
+        self._failed = True
+        fault = classify(error)
+        reason = describe(error)
+        if fault is Fault.MISSING:
+            fault, reason = self._after_missing(reason)
+        if fault in (Fault.ENV, Fault.FATAL) and self.env_key is not None:
+            # The server process still holds the env: free it before anything is remade.
+            close_quietly(self.spec.endpoint, self.env_key)
+        if (
+            fault is Fault.HOST
+            and isinstance(error, RemoteEnvError)
+            and error.error_type == "timeout"
+        ):
+            reason = f"no answer within {self.spec.endpoint.step_timeout:g} s"
+        if not self._stop.is_set():
+            self._events.put(Failed(self, ticket, fault, error, reason))
+
+    def _after_missing(self, reason: str) -> tuple[Fault, str]:
+        """The server forgot this env: did it restart (new incarnation) or only drop it?"""
+        transport = self.spec.endpoint.transport(short=True)
+        try:
+            health = transport.get("/health")
+        except RemoteEnvError as exc:
+            return Fault.HOST, describe(exc)
+        finally:
+            transport.close()
+        if health.get("incarnation") != self.incarnation:
+            return Fault.HOST, "the server restarted (new incarnation)"
+        return Fault.ENV, reason
+
+    # ---------------------------------------------------------------- values
+
+    def _wire_actions(self, actions: Any, needs: np.ndarray | None) -> Any:
+        spec = self.spec
+        if not spec.multi_agent:
+            return value_to_wire(spec.batched_action_space, actions)
+        values = single_values(spec.single_action_space, actions, spec.count)
+        return [
+            value_to_wire(spec.single_action_space, value) if need else None
+            for value, need in zip(values, needs, strict=True)
+        ]
+
+    def _decode(self, answer: dict[str, Any], stepped: bool) -> StreamRows:
+        spec = self.spec
+        if spec.multi_agent:
+            return self._decode_agents(answer, stepped)
+        n = spec.count
+        obs = value_from_wire(spec.batched_observation_space, answer["observation"])
+        if stepped:
+            reward = np.array(answer["reward"], dtype=np.float64)
+            terminated = np.array(answer["terminated"], dtype=np.bool_)
+            truncated = np.array(answer["truncated"], dtype=np.bool_)
+        else:
+            reward = np.zeros(n, dtype=np.float64)
+            terminated = np.zeros(n, dtype=np.bool_)
+            truncated = np.zeros(n, dtype=np.bool_)
+        info = vector_info_from_wire(
+            answer.get("info"),
+            spec.single_observation_space,
+            lists_are_objects=self._lists_are_objects,
+        )
+        return StreamRows(np.ones(n, dtype=np.bool_), obs, reward, terminated, truncated, info)
+
+    def _decode_agents(self, answer: dict[str, Any], stepped: bool) -> StreamRows:
+        spec = self.spec
+        n = spec.count
+        space = spec.single_observation_space
+        wire_obs = answer["observation"]
+        present = np.array([o is not None for o in wire_obs], dtype=np.bool_)
+        if is_array_space(space):
+            obs = np.zeros((n, *space.shape), dtype=space.dtype)
+            for i, o in enumerate(wire_obs):
+                if o is not None:
+                    obs[i] = value_from_wire(space, o)
+        else:
+            empty = create_empty_array(space, n, fn=np.zeros)
+            placeholders = single_values(space, empty, n)
+            items = [
+                placeholders[i] if o is None else value_from_wire(space, o)
+                for i, o in enumerate(wire_obs)
+            ]
+            obs = concatenate(space, items, create_empty_array(space, n, fn=np.zeros))
+        if stepped:
+            reward = np.array([0.0 if r is None else r for r in answer["reward"]], dtype=np.float64)
+            terminated = np.array([bool(t) for t in answer["terminated"]], dtype=np.bool_)
+            truncated = np.array([bool(t) for t in answer["truncated"]], dtype=np.bool_)
+        else:
+            reward = np.zeros(n, dtype=np.float64)
+            terminated = np.zeros(n, dtype=np.bool_)
+            truncated = np.zeros(n, dtype=np.bool_)
+        infos = [_writable(info) for info in answer.get("info") or [None] * n]
+        return StreamRows(present, obs, reward, terminated, truncated, agent_infos(infos, n))
+
+
+def _writable(info: Any) -> Any:
+    """Arrays decoded from an answer may be read-only views; infos are the caller's."""
+    if isinstance(info, dict):
+        return {key: _writable(value) for key, value in info.items()}
+    if isinstance(info, np.ndarray) and not info.flags.writeable:
+        return info.copy()
+    return info
