@@ -12,12 +12,13 @@ updates together, setup excluded):
 - ``local``: a local Gymnasium sync vector env (64 envs) in the trainer's process;
 - ``1 host``: one env server (a child process) serving all 64 envs;
 - ``4 hosts``: four env servers with 16 envs each;
-- ``4 hosts, 1 slow``: the same, but one server's CartPole sleeps 5 ms in every step
-  (``benchmarks/slow_env.py``), so that server answers a 16-env step in ~80 ms.
+- ``4 hosts, 1 slow``: the same, but the first server's CartPole sleeps 5 ms in every
+  step (``benchmarks/slow_env.py``), so that server answers a 16-env step in ~80 ms.
 
 Each remote setup collects asynchronously (``Fleet``): the trainer acts for whichever
 servers have answered, one batched forward pass at a time. The table shows each figure
-as a ratio of ``local``, and the slow-host figure as a ratio of the healthy 4-host one.
+as a ratio of ``local``, and the slow-host figure as a ratio of the healthy 4-host one;
+"rows from host 1" is the share of trained rows the first server's envs supplied.
 """
 
 from __future__ import annotations
@@ -38,15 +39,23 @@ from agentgpt.train.run import Trainer
 SLOW_FACTORY = "benchmarks.slow_env:slow_cartpole"
 
 
-def measure(hp: Hyperparameters, envs: object | None, label: str) -> tuple[float, float]:
-    """Train ``hp.total_steps`` steps on ``envs`` (local when None): (steps/s, policy lag)."""
+def measure(hp: Hyperparameters, envs: object | None, label: str) -> tuple[float, float, float]:
+    """Train ``hp.total_steps`` steps on ``envs`` (local when None): steps/s, mean policy
+    lag of the last rollout, and the share of trained rows from the first host."""
     with tempfile.TemporaryDirectory() as runs:
-        trainer = Trainer(hp.replace(runs_dir=runs, run_name=label), Path(runs) / label, envs)
+        run_dir = Path(runs) / label
+        run_dir.mkdir()
+        trainer = Trainer(hp.replace(runs_dir=runs, run_name=label), run_dir, envs)
         started = time.perf_counter()
         result = trainer.run(show_progress=False)
         elapsed = time.perf_counter() - started
         lag = getattr(trainer.collector, "policy_lag", 0.0)
-    return result.global_step / elapsed, lag
+        share = 1.0
+        rows = getattr(trainer.collector, "rows_per_slot", None)
+        if rows is not None:
+            first_host = len(envs.hosts[0].slots)
+            share = rows[:first_host].sum() / max(rows.sum(), 1)
+    return result.global_step / elapsed, lag, share
 
 
 def fleet_setup(hosts: int, envs_per_host: int, slow_host: bool, seed: int) -> tuple:
@@ -76,7 +85,7 @@ def main() -> None:
     )
     hp = hp.replace(total_steps=hp.batch_steps * args.updates)
 
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, tuple[float, float, float]] = {}
     results["local"] = measure(hp, None, "local")
     setups = [
         ("1 host", 1, args.envs, False),
@@ -98,10 +107,10 @@ def main() -> None:
         f"\nCartPole-v1, {args.envs} envs, {args.updates} updates "
         f"({hp.total_steps:,} steps) per setup\n"
     )
-    print("| setup | steps/s | vs local | policy lag (updates) |")
-    print("|---|---:|---:|---:|")
-    for label, (sps, lag) in results.items():
-        print(f"| {label} | {sps:,.0f} | {sps / local:.2f}x | {lag:.2f} |")
+    print("| setup | steps/s | vs local | policy lag (updates) | rows from host 1 |")
+    print("|---|---:|---:|---:|---:|")
+    for label, (sps, lag, share) in results.items():
+        print(f"| {label} | {sps:,.0f} | {sps / local:.2f}x | {lag:.2f} | {share:.0%} |")
     slow = results["4 hosts, 1 slow"][0]
     print(f"\n4 hosts with one slow / healthy 4 hosts: {slow / healthy:.2f}x")
 

@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
 
+import agentgpt  # noqa: F401  (registers the agentgpt/ ids)
 from agentgpt.envs import PETTINGZOO_ENVS
 from agentgpt.envs.landmarks import parallel_env as landmarks_env
 from agentgpt.remote.fleet import Fleet, FleetBatch
@@ -398,7 +399,8 @@ def _landmarks_reference(seed: int, actions: np.ndarray, steps: int) -> list[lis
     return rows
 
 
-def test_multi_agent_slots_follow_local_pettingzoo_episodes(env_server):
+@pytest.mark.parametrize("encoding", ["msgpack", "json"])
+def test_multi_agent_slots_follow_local_pettingzoo_episodes(env_server, encoding):
     """Agents are slots: absent ones come back present=False and get no action (the
     server would refuse one), and episodes continue through next-step resets."""
     steps, seed, envs = 70, 5, 2
@@ -410,7 +412,8 @@ def test_multi_agent_slots_follow_local_pettingzoo_episodes(env_server):
         for env in range(envs)
         for row in _landmarks_reference(seed + env, table[:, 2 * env : 2 * env + 2], steps)
     ]
-    with Fleet.from_urls(urls, LANDMARKS, envs_per_host=envs, seed=seed, **FAST) as fleet:
+    options = {**FAST, "encoding": encoding}
+    with Fleet.from_urls(urls, LANDMARKS, envs_per_host=envs, seed=seed, **options) as fleet:
         fleet.async_reset()
         got: list[list[tuple]] = [[] for _ in range(fleet.num_envs)]
         while min(len(rows) for rows in got) < steps + 1:
@@ -443,14 +446,25 @@ def test_multi_agent_slots_follow_local_pettingzoo_episodes(env_server):
 # ------------------------------------------------------------------------ sync API
 
 
-def test_sync_reset_and_step_equal_a_local_vector_env(env_server):
+@pytest.mark.parametrize(
+    ("env_id", "encoding", "steps"),
+    [
+        ("CartPole-v1", "msgpack", 120),
+        ("CartPole-v1", "json", 120),
+        ("agentgpt/DictObs-v0", "msgpack", 40),  # Dict observations
+        ("agentgpt/HybridTarget-v0", "msgpack", 40),  # Dict actions
+        ("agentgpt/MultiDiscreteTarget-v0", "json", 40),  # MultiDiscrete actions, int infos
+    ],
+)
+def test_sync_reset_and_step_equal_a_local_vector_env(env_server, env_id, encoding, steps):
     urls = [env_server(), env_server()]
-    local = gymnasium.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync")
-    with Fleet.from_urls(urls, "CartPole-v1", envs_per_host=2, **FAST) as fleet:
+    local = gymnasium.make_vec(env_id, num_envs=4, vectorization_mode="sync")
+    options = {**FAST, "encoding": encoding}
+    with Fleet.from_urls(urls, env_id, envs_per_host=2, **options) as fleet:
         assert same_values(fleet.reset(seed=21), local.reset(seed=21))
         actions = local.action_space
         actions.seed(4)
-        for t in range(120):
+        for t in range(steps):
             action = actions.sample()
             mine, theirs = fleet.step(action), local.step(action)
             for name, a, b in zip(

@@ -55,7 +55,13 @@ def make_collector(steps: int = 4) -> tuple[FleetCollector, SendRecorder]:
     )
     torch.manual_seed(0)
     policy = GPTPolicy(
-        OBS_SPACE, ACT_SPACE, num_layers=1, d_model=16, num_heads=2, max_input_states=2
+        OBS_SPACE,
+        ACT_SPACE,
+        num_layers=1,
+        d_model=16,
+        num_heads=2,
+        max_input_states=2,
+        num_input_states=2,
     ).eval()
     fleet = SendRecorder()
     collector = FleetCollector(

@@ -21,6 +21,7 @@ from agentgpt.envs import PETTINGZOO_ENVS
 from agentgpt.remote.fleet import Fleet, FleetBatch, FleetDownError
 
 LANDMARKS = "agentgpt/Landmarks-v0"
+KEY = "fleet-fault-test-key"
 FAST = {
     "step_timeout": 10.0,
     "connect_timeout": 1.0,
@@ -74,11 +75,13 @@ def flaky_factory(doomed, fail_at: int):
 
 
 class KeyRecorder:
-    """ASGI middleware that records the ``env_key`` of every request a server receives."""
+    """ASGI middleware that records the ``env_key`` of every request a server receives,
+    and the ``seed`` of every make."""
 
     def __init__(self, server: EnvServer) -> None:
         self.inner = server.app
         self.keys: list[str] = []
+        self.make_seeds: list[int | None] = []
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -97,6 +100,8 @@ class KeyRecorder:
             decoded = wire.decode(body, media)
             if isinstance(decoded, dict) and "env_key" in decoded:
                 self.keys.append(decoded["env_key"])
+            if scope["path"] in ("/make", "/make_vec"):
+                self.make_seeds.append(decoded.get("seed"))
 
         async def replay():
             return messages.pop(0) if messages else await receive()
@@ -130,7 +135,7 @@ class Restartable:
             context, self._context = self._context, None
             context.__exit__(None, None, None)
 
-    def keys(self) -> set[str]:
+    def env_keys(self) -> set[str]:
         return {session.key for session in self.server.table.sessions()}
 
 
@@ -168,10 +173,12 @@ def _fleet_log(caplog) -> list[logging.LogRecord]:
 
 
 def test_a_stopped_host_is_cut_once_and_its_restart_gets_fresh_envs(env_server, caplog):
-    caplog.set_level(logging.INFO, logger="agentgpt.fleet")
-    steady = env_server()
-    with restartable() as flaky:
-        fleet = Fleet.from_urls([steady, flaky.url], "CartPole-v1", envs_per_host=2, seed=0, **FAST)
+    caplog.set_level(logging.DEBUG, logger="agentgpt.fleet")
+    steady = env_server(api_keys=[KEY])
+    with restartable(api_keys=[KEY]) as flaky:
+        fleet = Fleet.from_urls(
+            [steady, flaky.url], "CartPole-v1", envs_per_host=2, seed=0, api_key=KEY, **FAST
+        )
         with fleet:
             old_incarnation = fleet.hosts[1].incarnation
             fleet.async_reset()
@@ -180,7 +187,7 @@ def test_a_stopped_host_is_cut_once_and_its_restart_gets_fresh_envs(env_server, 
                 batch = fleet.recv(timeout=10.0)
                 seen[batch.env_ids] += 1
                 _answer(fleet, batch, skip=[2, 3])  # the second host's actions are held
-            old_keys = flaky.keys()
+            old_keys = flaky.env_keys()
             assert len(old_keys) == 1
             flaky.stop()
             fleet.send(np.zeros(2, np.int64), np.array([2, 3]))  # reaches a dead server
@@ -219,6 +226,9 @@ def test_a_stopped_host_is_cut_once_and_its_restart_gets_fresh_envs(env_server, 
             assert status.incarnation == flaky.server.incarnation != old_incarnation
             # The new server process never heard of the old env key.
             assert flaky.recorder.keys and not (set(flaky.recorder.keys) & old_keys)
+            # Seeds 0-3 went to the first envs (sub-env i: seed + i); the remade vector env
+            # starts after them.
+            assert flaky.recorder.make_seeds == [4]
             assert steady_rows >= 12
 
     messages = [r.getMessage() for r in _fleet_log(caplog)]
@@ -227,6 +237,35 @@ def test_a_stopped_host_is_cut_once_and_its_restart_gets_fresh_envs(env_server, 
     back_lines = [m for m in messages if "is back" in m]
     assert len(back_lines) == 1 and "its server restarted" in back_lines[0]
     assert "making its 2 env(s) again" in back_lines[0]
+    assert KEY not in caplog.text
+
+
+def test_a_restart_seen_as_an_unknown_env_key_counts_as_the_host_going_down(monkeypatch, caplog):
+    # Every request on a new connection, so a step can reach the restarted process.
+    monkeypatch.setattr("agentgpt.remote.transport._KEEPALIVE_EXPIRY", 0.0)
+    caplog.set_level(logging.INFO, logger="agentgpt.fleet")
+    with (
+        restartable() as host,
+        Fleet.from_urls([host.url], "CartPole-v1", envs_per_host=2, **FAST) as fleet,
+    ):
+        fleet.async_reset(seed=0)
+        batch = fleet.recv(timeout=10.0)
+        (old_key,) = host.env_keys()
+        host.stop()
+        host.start()
+        _answer(fleet, batch)  # 404 env_not_found from the new process
+        batch = fleet.recv(timeout=10.0)
+        assert batch.cut.tolist() == [True, True]
+        batch = fleet.recv(timeout=10.0)
+        assert batch.present.tolist() == [True, True] and not batch.cut.any()
+        assert fleet.hosts[0].times_down == 1
+        assert fleet.hosts[0].incarnation == host.server.incarnation
+        # The step that met the new process was the only use of the old key: no /close.
+        assert host.recorder.keys.count(old_key) == 1
+        assert host.env_keys() and old_key not in host.env_keys()
+    messages = [r.getMessage() for r in _fleet_log(caplog)]
+    assert any("is down (the server restarted" in m for m in messages)
+    assert any("is back (its server restarted)" in m for m in messages)
 
 
 def test_idle_envs_of_a_down_host_are_cut_at_once_and_take_no_more_actions(env_server):
@@ -432,3 +471,4 @@ def test_close_frees_every_server_env(env_server):
     assert len(server.table.sessions()) == 3
     fleet.close()
     assert server.table.sessions() == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("fleet-")]

@@ -242,9 +242,7 @@ def test_cli_trains_on_local_env_hosts(tmp_path: Path) -> None:
     ],
 )
 def test_cli_rejects_bad_fleet_flags(flags: list[str], message: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["train", "CartPole-v1", "--runs-dir", str(tmp_path), *flags]
-    )
+    result = CliRunner().invoke(app, ["train", "CartPole-v1", "--runs-dir", str(tmp_path), *flags])
     assert result.exit_code == 2
     assert message in result.output
 

@@ -167,6 +167,8 @@ class FleetCollector:
         self.policy_lag = 0.0
         #: The slot each row of the last rollout came from.
         self.last_slots = np.zeros(0, np.int64)
+        #: Rows each slot has completed so far (how the work spread over the hosts).
+        self.rows_per_slot = np.zeros(n, np.int64)
         self.rows = _Rows(n, hparams.rollout_steps, policy)
         self.contexts = SlotContexts(policy, n, hparams.window)
         self.ready: deque[dict[str, Any]] = deque()
@@ -215,6 +217,7 @@ class FleetCollector:
             self.process(self.fleet.recv())
         rows = [self.ready.popleft() for _ in range(self.num_envs)]
         self.last_slots = np.array([r["slot"] for r in rows], np.int64)
+        np.add.at(self.rows_per_slot, self.last_slots, 1)
         lag = [self.version - r["version"][r["valid"].numpy()] for r in rows]
         lags = np.concatenate(lag) if lag else np.zeros(0)
         self.policy_lag = float(lags.mean()) if lags.size else 0.0

@@ -17,8 +17,8 @@ from typing import Any
 
 import gymnasium
 
-from agentgpt.remote.fleet.faults import Fault, FleetDownError, classify, describe
-from agentgpt.remote.fleet.hosts import Backoff, display_url
+from agentgpt.remote.fleet.faults import Fault, FleetDownError, classify
+from agentgpt.remote.fleet.hosts import Backoff
 from agentgpt.remote.fleet.streams import Endpoint, close_quietly
 from agentgpt.remote.session import make_request
 from agentgpt.wire import space_from_wire
@@ -60,14 +60,14 @@ def discover(
             except Exception as exc:
                 if classify(exc) is not Fault.HOST:
                     raise
-                unreachable[index] = describe(exc)
+                unreachable[index] = endpoint.reason(exc)
                 continue
             return _read(made, env_id, unreachable)
         waited = time.monotonic() - started
         delay = backoff.next_delay()
         if waited + delay > fleet_timeout:
             hosts = ", ".join(
-                f"{display_url(endpoints[i].url)} ({reason})" for i, reason in unreachable.items()
+                f"{endpoints[i].label} ({reason})" for i, reason in unreachable.items()
             )
             raise FleetDownError(f"no env host answered within {fleet_timeout:g} s: {hosts}")
         time.sleep(delay)

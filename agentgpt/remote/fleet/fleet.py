@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from agentgpt.remote.fleet.arguments import check_arguments
 from agentgpt.remote.fleet.batch import BatchBuilder, FleetBatch, empty_batch
 from agentgpt.remote.fleet.batching import RowStore, rows_of, take
 from agentgpt.remote.fleet.discovery import discover
@@ -32,7 +33,7 @@ from agentgpt.remote.fleet.faults import Fault, FleetDownError
 from agentgpt.remote.fleet.hosts import Backoff, Host, HostBack, HostStatus, Prober
 from agentgpt.remote.fleet.infos import merge_infos, scatter_info
 from agentgpt.remote.fleet.streams import Answer, Endpoint, Failed, Made, StreamSpec, StreamWorker
-from agentgpt.remote.transport import Encoding, Transport
+from agentgpt.remote.transport import Encoding
 
 __all__ = ["Fleet"]
 
@@ -128,7 +129,7 @@ class Fleet(VectorEnv):
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: deque[Any] = deque()
         self._shut = False
-        urls, counts, seed = _check_arguments(
+        urls, counts, seed = check_arguments(
             urls,
             envs_per_host,
             seed,
@@ -330,7 +331,9 @@ class Fleet(VectorEnv):
     def recv(self, timeout: float | None = None) -> FleetBatch:
         """Wait until at least one slot has news, then return all news there is.
 
-        With ``timeout`` (seconds), an empty batch when nothing came in that time. Raises
+        News comes after :meth:`async_reset` and :meth:`send` (and from envs made again
+        after a fault), so without a ``timeout`` call those first. With ``timeout``
+        (seconds), an empty batch when nothing came in that time. Raises
         :class:`FleetDownError` once every host has been down for longer than
         ``fleet_timeout``.
         """
@@ -391,9 +394,9 @@ class Fleet(VectorEnv):
         (zeros before the first) and are marked in ``info["down"]``; see :meth:`step`.
         """
         self._check_open()
+        expected = self._reset_streams(seed, options)
         if seed is not None:
             super().reset(seed=int(seed))
-        expected = self._reset_streams(seed, options)
         self._sync_started = True
         obs, _, _, _, info = self._compose(self._gather(expected))
         return obs, info
@@ -765,10 +768,11 @@ class Fleet(VectorEnv):
         if self._shut:
             return
         self._shut = True
+        probers = [host.prober for host in self._hosts if host.prober is not None]
         for host in self._hosts:
-            if host.prober is not None:
-                host.prober.stop()
-                host.prober = None
+            host.prober = None
+        for prober in probers:
+            prober.stop()
         workers = []
         for stream in self._streams:
             if stream.worker is not None:
@@ -780,55 +784,6 @@ class Fleet(VectorEnv):
         # Workers on healthy hosts close their envs in milliseconds; one stuck on a hung
         # host is a daemon and is not waited for.
         deadline = time.monotonic() + min(self._short_timeout, _CLOSE_WAIT)
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        for thread in [*workers, *probers]:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._pending.clear()
-
-
-def _check_arguments(
-    urls: Sequence[str],
-    envs_per_host: int | Sequence[int],
-    seed: int | None,
-    step_timeout: float,
-    connect_timeout: float,
-    fleet_timeout: float,
-    backoff_initial: float,
-    backoff_max: float,
-) -> tuple[list[str], list[int], int | None]:
-    if isinstance(urls, str):
-        raise TypeError("urls must be a sequence of URLs, not one string")
-    urls = [str(url).rstrip("/") for url in urls]
-    if not urls:
-        raise ValueError("a fleet needs at least one env host URL")
-    if len(set(urls)) != len(urls):
-        raise ValueError(f"env host URLs repeat: {urls}")
-    for url in urls:
-        Transport(url).close()  # checks the URL's form
-    if isinstance(envs_per_host, int | np.integer):
-        counts = [int(envs_per_host)] * len(urls)
-    else:
-        counts = [int(c) for c in envs_per_host]
-        if len(counts) != len(urls):
-            raise ValueError(
-                f"envs_per_host has {len(counts)} numbers for {len(urls)} hosts; give one"
-                " number, or one per host"
-            )
-    if any(c < 1 for c in counts):
-        raise ValueError(f"envs_per_host must be at least 1, got {counts}")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
-    ):
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    for name, value in (
-        ("step_timeout", step_timeout),
-        ("connect_timeout", connect_timeout),
-        ("fleet_timeout", fleet_timeout),
-        ("backoff_initial", backoff_initial),
-    ):
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
-    if not backoff_max >= backoff_initial:
-        raise ValueError(
-            f"backoff_max ({backoff_max!r}) must be at least backoff_initial ({backoff_initial!r})"
-        )
-    return urls, counts, None if seed is None else int(seed)

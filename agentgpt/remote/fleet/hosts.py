@@ -13,12 +13,11 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 from agentgpt.remote.errors import RemoteEnvError
 from agentgpt.remote.fleet.streams import Endpoint
 
-__all__ = ["Backoff", "Host", "HostBack", "HostStatus", "Prober", "display_url"]
+__all__ = ["Backoff", "Host", "HostBack", "HostStatus", "Prober"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class Prober:
         self._backoff = backoff
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, name=f"fleet-probe:{display_url(endpoint.url)}", daemon=True
+            target=self._run, name=f"fleet-probe:{endpoint.label}", daemon=True
         )
 
     def start(self) -> None:
@@ -80,6 +79,9 @@ class Prober:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         transport = self._endpoint.transport(short=True)
@@ -103,7 +105,7 @@ class Host:
         self.index = index
         self.endpoint = endpoint
         self.url = endpoint.url
-        self.label = display_url(endpoint.url)
+        self.label = endpoint.label
         self.slots = slots
         self.backoff = backoff
         self.streams: list[Any] = []
@@ -128,10 +130,3 @@ class Host:
 
     def status(self) -> HostStatus:
         return HostStatus(self.url, self.up, self.incarnation, self.slots, self.times_down)
-
-
-def display_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part, for logs and messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

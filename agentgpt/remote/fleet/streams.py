@@ -18,6 +18,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 import gymnasium
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "StreamSpec",
     "StreamWorker",
     "close_quietly",
+    "display_url",
 ]
 
 
@@ -56,6 +58,15 @@ class Endpoint:
     #: Bound on the best-effort requests (``/close``, ``/health``): they must never
     #: hold up shutting down or recovering.
     short_timeout: float
+
+    @property
+    def label(self) -> str:
+        """The URL as logs and messages show it (never with credentials)."""
+        return display_url(self.url)
+
+    def reason(self, error: BaseException) -> str:
+        """:func:`describe` of ``error``, with this host's URL shown as :attr:`label`."""
+        return describe(error).replace(self.url, self.label)
 
     def transport(self, short: bool = False) -> Transport:
         timeout = self.short_timeout if short else self.step_timeout
@@ -146,6 +157,13 @@ class Failed(NamedTuple):
 _STEP, _RESET, _STOP = "step", "reset", "stop"
 
 
+def display_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for logs and messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def close_quietly(endpoint: Endpoint, env_key: str) -> None:
     """Best-effort ``/close`` of ``env_key``: a short timeout, every failure ignored."""
     transport = endpoint.transport(short=True)
@@ -213,7 +231,7 @@ class StreamWorker:
         free the server's env first (best effort)."""
         self._close_env = close_env
         self._stop.set()
-        self._commands.put((_STOP,))
+        self._commands.put((_STOP, 0, None, None))
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -254,8 +272,8 @@ class StreamWorker:
             self.env_key = str(made["env_key"])
             self.incarnation = made.get("incarnation")
             self._check_made(made)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
-            self._fail(self._ticket, exc, transport)
+        except Exception as exc:  # every failure is reported; none may kill the thread
+            self._fail(self._ticket, exc)
             return False
         if self._stop.is_set():
             # Made after the fleet gave this worker up: free the env right away.
@@ -271,7 +289,7 @@ class StreamWorker:
             action_spaces = [space_from_wire(s) for s in made["action_space"]]
             if len(observation_spaces) != spec.count:
                 raise ValueError(
-                    f"{spec.endpoint.url} made {spec.env_id!r} with {len(observation_spaces)}"
+                    f"{spec.endpoint.label} made {spec.env_id!r} with {len(observation_spaces)}"
                     f" agents; the fleet's other envs have {spec.count}"
                 )
         else:
@@ -283,7 +301,7 @@ class StreamWorker:
                 or action_space != spec.single_action_space
             ):
                 raise ValueError(
-                    f"{spec.endpoint.url} serves {spec.env_id!r} with observation space"
+                    f"{spec.endpoint.label} serves {spec.env_id!r} with observation space"
                     f" {observation_space} and action space {action_space}; the fleet's other"
                     f" envs have {spec.single_observation_space} and {spec.single_action_space}"
                     " (every host must serve the same env)"
@@ -301,18 +319,18 @@ class StreamWorker:
                 if b:
                     body["options"] = b
                 rows = self._decode(transport.post("/reset", body), stepped=False)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
-            self._fail(ticket, exc, transport)
+        except Exception as exc:  # every failure is reported; none may kill the thread
+            self._fail(ticket, exc)
             return False
         if self._stop.is_set():
             return False
         self._events.put(Answer(self, ticket, rows))
         return True
 
-    def _fail(self, ticket: int, error: BaseException, transport: Transport) -> None:
+    def _fail(self, ticket: int, error: BaseException) -> None:
         self._failed = True
         fault = classify(error)
-        reason = describe(error)
+        reason = self.spec.endpoint.reason(error)
         if fault is Fault.MISSING:
             fault, reason = self._after_missing(reason)
         if fault in (Fault.ENV, Fault.FATAL) and self.env_key is not None:
@@ -333,7 +351,7 @@ class StreamWorker:
         try:
             health = transport.get("/health")
         except RemoteEnvError as exc:
-            return Fault.HOST, describe(exc)
+            return Fault.HOST, self.spec.endpoint.reason(exc)
         finally:
             transport.close()
         if health.get("incarnation") != self.incarnation:
