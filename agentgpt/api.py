@@ -34,9 +34,7 @@ class AgentGPT:
             if total is not None:
                 overrides["total_steps"] = total
         hparams = Hyperparameters.from_dict({"env_id": env_id, **overrides})
-        return train(
-            hparams, resume=resume, envs=envs, fleet=fleet, show_progress=show_progress
-        )
+        return train(hparams, resume=resume, envs=envs, fleet=fleet, show_progress=show_progress)
 
     @staticmethod
     def load(run_dir: str | Path):

@@ -85,6 +85,9 @@ def main() -> None:
     )
     hp = hp.replace(total_steps=hp.batch_steps * args.updates)
 
+    # One update first, untimed: the first run in a process pays one-off costs (torch
+    # kernels, imports) that would otherwise be charged to whichever setup runs first.
+    measure(hp.replace(total_steps=hp.batch_steps), None, "warm-up")
     results: dict[str, tuple[float, float, float]] = {}
     results["local"] = measure(hp, None, "local")
     setups = [

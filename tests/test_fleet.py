@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import gymnasium
 import numpy as np
@@ -314,6 +315,42 @@ def test_recv_returns_the_fast_host_while_the_slow_one_is_in_flight(env_server):
             assert slow_rows == 2
     finally:
         gate.set()
+
+
+class SleepyCartPole(gymnasium.Wrapper):
+    """CartPole whose steps each sleep ``delay`` seconds: a host slower than its peers."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(gymnasium.make("CartPole-v1"))
+        self.delay = delay
+
+    def step(self, action):
+        time.sleep(self.delay)
+        return self.env.step(action)
+
+
+def test_recv_max_wait_gathers_hosts_expected_soon_but_not_a_slow_one(env_server):
+    """With ``max_wait`` one batch holds every host that answers within it, so the caller
+    acts once for all of them; a host whose steps take far longer is not waited for."""
+    quick = [env_server(register={"Sim-v0": lambda: SleepyCartPole(0.005)}) for _ in range(2)]
+    slow = env_server(register={"Sim-v0": lambda: SleepyCartPole(0.4)})
+    with Fleet.from_urls([*quick, slow], "Sim-v0", envs_per_host=1, seed=3, **FAST) as fleet:
+        fleet.async_reset()
+        pending = set(range(3))
+        while pending:  # first observations of all three
+            batch = fleet.recv(timeout=10.0)
+            pending -= set(batch.env_ids.tolist())
+            fleet.send(_zeros(batch), batch.env_ids)
+        sizes = []
+        for _ in range(12):
+            batch = fleet.recv(timeout=10.0, max_wait=0.2)
+            if 2 in batch.env_ids:
+                fleet.send(_zeros(batch), batch.env_ids)
+                continue  # the slow host's own answers come when they come
+            sizes.append(sorted(batch.env_ids.tolist()))
+            fleet.send(_zeros(batch), batch.env_ids)
+    # Once the turnarounds are known, the two quick hosts always come together.
+    assert sizes[-5:] == [[0, 1]] * 5
 
 
 # ------------------------------------------------------------------------ infos

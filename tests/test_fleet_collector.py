@@ -130,15 +130,15 @@ def test_a_cut_trajectory_ends_its_row_and_the_next_data_starts_fresh() -> None:
     # and nothing flows across the cut.
     adv, _ = compute_gae(
         row["rewards"][None].astype(np.float64),
-        row["values"].numpy()[None].astype(np.float64),
-        row["valid"].numpy()[None],
+        row["values"][None].astype(np.float64),
+        row["valid"][None],
         row["terminated"][None],
         row["truncated"][None],
         np.array([123.0]),
         0.99,
         0.95,
     )
-    values = row["values"].numpy()
+    values = row["values"]
     assert adv[0, 0] == pytest.approx(1.0 + 0.99 * values[1] - values[0], abs=1e-6)
     assert adv[0, 1:].tolist() == [0.0, 0.0, 0.0]
 
@@ -188,7 +188,7 @@ def test_collect_returns_the_first_completed_rows() -> None:
     collector, fleet = make_collector(steps=2)
     incoming = [batch([0, 1])] + [batch([0])] * 4 + [batch([1])] * 2
 
-    def recv() -> FleetBatch:
+    def recv(timeout: float | None = None, max_wait: float = 0.0) -> FleetBatch:
         return incoming.pop(0)
 
     fleet.recv = recv

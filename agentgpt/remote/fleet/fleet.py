@@ -83,6 +83,10 @@ class _Stream:
         self.actions = RowStore(spec.single_action_space, spec.count)
         #: Slots still owing an action before the step can go out.
         self.missing = 0
+        #: When the last step went out, and a running mean of how long steps take to be
+        #: answered (``recv(max_wait=...)`` waits only for envs expected soon).
+        self.sent_at = 0.0
+        self.turnaround: float | None = None
         #: Multi-agent: agents that get an action (present, and their last step did not
         #: end them); every other agent is sent ``null``.
         self.needs: np.ndarray | None = None
@@ -328,7 +332,7 @@ class Fleet(VectorEnv):
         self._check_open()
         self._reset_streams(seed, options)
 
-    def recv(self, timeout: float | None = None) -> FleetBatch:
+    def recv(self, timeout: float | None = None, *, max_wait: float = 0.0) -> FleetBatch:
         """Wait until at least one slot has news, then return all news there is.
 
         News comes after :meth:`async_reset` and :meth:`send` (and from envs made again
@@ -336,9 +340,61 @@ class Fleet(VectorEnv):
         (seconds), an empty batch when nothing came in that time. Raises
         :class:`FleetDownError` once every host has been down for longer than
         ``fleet_timeout``.
+
+        ``max_wait`` (seconds) trades a little latency for fuller batches: once the first
+        answer is in, wait up to that long for the other envs expected to answer within
+        it, judged from each env's recent turnaround. Envs that are slower than that
+        (a slow host) are not waited for, so they cost nothing.
         """
         self._check_open()
+        if max_wait > 0:
+            self._await_batch(max_wait, timeout)
         return self._receive(timeout, None)
+
+    def _await_batch(self, max_wait: float, timeout: float | None) -> None:
+        """Queue events until every env expected within ``max_wait`` of the first answer
+        has answered (or the wait, or ``timeout``, is over)."""
+        events, pending = self._events, self._pending
+        now = time.monotonic()
+        deadline = None if timeout is None else now + max(0.0, float(timeout))
+        while not pending:
+            if self._cut_pending.any():
+                return  # cuts are news of their own
+            wait = self._time_until_fleet_down()  # raises once every host is down too long
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                wait = remaining if wait is None else min(wait, remaining)
+            try:
+                pending.append(events.get(timeout=wait))
+            except queue.Empty:
+                continue
+        first = time.monotonic()
+        limit = first + max_wait if deadline is None else min(first + max_wait, deadline)
+        while True:
+            while True:
+                try:
+                    pending.append(events.get_nowait())
+                except queue.Empty:
+                    break
+            if not all(isinstance(e, Answer) for e in pending):
+                return  # faults and remakes are delivered at once
+            answered = {id(e.worker.owner) for e in pending}
+            expected = [
+                s
+                for s in self._streams
+                if s.state == _RUNNING
+                and id(s) not in answered
+                and s.sent_at + (s.turnaround or 0.0) <= limit
+            ]
+            remaining = limit - time.monotonic()
+            if not expected or remaining <= 0:
+                return
+            try:
+                pending.append(events.get(timeout=remaining))
+            except queue.Empty:
+                return
 
     def send(self, actions: Any, env_ids: Any) -> None:
         """Actions (batched values of ``single_action_space``, in ``env_ids`` order) for
@@ -449,6 +505,7 @@ class Fleet(VectorEnv):
             stream.ticket += 1  # an answer still in flight is dropped
             stream.state = _RUNNING
             stream.missing = 0
+            stream.sent_at = time.monotonic()
             stream.worker.reset(
                 stream.ticket, None if seed is None else seed + stream.env_index, options
             )
@@ -464,6 +521,7 @@ class Fleet(VectorEnv):
         if stream.missing == 0:
             stream.ticket += 1
             stream.state = _RUNNING
+            stream.sent_at = time.monotonic()
             stream.worker.step(stream.ticket, stream.actions.value(), stream.needs)
 
     def _receive(self, timeout: float | None, exclude: np.ndarray | None) -> FleetBatch:
@@ -590,6 +648,10 @@ class Fleet(VectorEnv):
         stream: _Stream = event.worker.owner
         if stream.worker is not event.worker or event.ticket != stream.ticket:
             return  # an answer nobody waits for any more (reset since, or cut)
+        took = event.worker.answered_at - stream.sent_at
+        if 0 < took < 60 and stream.sent_at > 0:
+            last = stream.turnaround
+            stream.turnaround = took if last is None else 0.8 * last + 0.2 * took
         assert builder is not None
         window = stream.slice
         if (

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
@@ -211,6 +212,8 @@ class StreamWorker:
         self._failed = False
         self.env_key: str | None = None
         self.incarnation: str | None = None
+        #: When the last answer came (read by the fleet after it takes the answer).
+        self.answered_at = 0.0
         self._lists_are_objects = spec.endpoint.encoding == "msgpack"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -324,6 +327,7 @@ class StreamWorker:
             return False
         if self._stop.is_set():
             return False
+        self.answered_at = time.monotonic()
         self._events.put(Answer(self, ticket, rows))
         return True
 
