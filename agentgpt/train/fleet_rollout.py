@@ -27,7 +27,6 @@ joins data from before a cut to data after it.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from typing import Any
 
@@ -194,7 +193,7 @@ class FleetCollector:
         self._started = False
         #: After the first answer, wait up to this long for the envs expected to answer
         #: within it: fewer, fuller forward passes; slower hosts are not waited for.
-        self.max_wait = float(os.environ.get("AGENTGPT_MAXW", 0.005))
+        self.max_wait = 0.005
 
     # ---------------------------------------------------------------- state
     def reset(self, seed: int) -> None:
@@ -236,6 +235,12 @@ class FleetCollector:
         lags = np.concatenate(lag) if lag else np.zeros(0)
         self.policy_lag = float(lags.mean()) if lags.size else 0.0
         return _stack_rows(rows, self.action_codec.num_logits)
+
+    def collect_while(self, busy: Any, poll: float = 0.01) -> None:
+        """Keep the fleet stepping while ``busy()`` (an update runs), queueing the rows
+        that complete for the next rollout; stops acting once a whole rollout waits."""
+        while busy() and len(self.ready) < self.num_envs:
+            self.process(self.fleet.recv(timeout=poll, max_wait=self.max_wait))
 
     def process(self, batch: Any) -> None:
         """Take in one :class:`FleetBatch`: record outcomes, act, send the actions."""

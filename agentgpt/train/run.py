@@ -11,6 +11,7 @@ import copy
 import os
 import pickle
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from agentgpt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_che
 from agentgpt.train.fleet_setup import FleetOptions, open_fleet
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer, RewardScaler
-from agentgpt.train.ppo import EntropyTuner, compute_gae, ppo_update
+from agentgpt.train.ppo import EntropyTuner, UpdateStats, compute_gae, ppo_update
 from agentgpt.train.reporting import Reporter
 from agentgpt.train.rollout import RolloutCollector
 
@@ -161,11 +162,15 @@ class Trainer:
             self.envs.num_envs, hp.gamma, clip=hp.reward_clip, enabled=hp.scale_rewards
         )
         self.asynchronous = is_fleet(self.envs)
+        #: The network collection acts with. With a fleet it is a copy of ``policy``,
+        #: refreshed after each update, so envs keep stepping while the update runs.
+        self.actor = self.policy
         if self.asynchronous:
             from agentgpt.train.fleet_rollout import FleetCollector
 
+            self.actor = copy.deepcopy(self.policy).eval()
             self.collector: RolloutCollector | FleetCollector = FleetCollector(
-                self.envs, self.policy, self.normalizer, self.reward_scaler, hp
+                self.envs, self.actor, self.normalizer, self.reward_scaler, hp
             )
         else:
             self.collector = RolloutCollector(
@@ -220,6 +225,8 @@ class Trainer:
 
     def _load(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["model"])
+        if self.actor is not self.policy:
+            self.actor.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.normalizer.load_state_dict(state["obs_normalizer"])
         self.reward_scaler.load_state_dict(state["reward_scaler"])
@@ -276,6 +283,41 @@ class Trainer:
             raise TrainingInterrupted(self.run_dir, saved_step)
         return RunResult(self.run_dir, self.global_step, self.update, last_row)
 
+    def _update_while_collecting(
+        self, rollout: Any, adv: np.ndarray, ret: np.ndarray
+    ) -> UpdateStats:
+        """Run the PPO update in a thread while the main thread keeps the fleet stepping
+        with the current actor (rows acted now are one update old when trained; PPO's
+        ratio uses the probabilities they were sampled with). The actor takes the new
+        weights once the update is done."""
+        outcome: dict[str, Any] = {}
+
+        def learn() -> None:
+            try:
+                outcome["stats"] = ppo_update(
+                    self.policy,
+                    self.optimizer,
+                    rollout,
+                    adv,
+                    ret,
+                    self.hp,
+                    self.tuner.coef,
+                    self.generator,
+                )
+            except BaseException as exc:  # re-raised on the main thread
+                outcome["error"] = exc
+
+        learner = threading.Thread(target=learn, name="ppo-update", daemon=True)
+        learner.start()
+        try:
+            self.collector.collect_while(learner.is_alive)
+        finally:
+            learner.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        self.actor.load_state_dict(self.policy.state_dict())
+        return outcome["stats"]
+
     def _one_update(self, reporter: Reporter, started: float, start_step: int) -> dict[str, Any]:
         hp = self.hp
         progress = self.update / self.num_updates
@@ -285,7 +327,10 @@ class Trainer:
             group["lr"] = self.lr
         torch.set_num_threads(1)
         rollout = self.collector.collect(hp.rollout_steps)
-        torch.set_num_threads(self.update_threads)
+        if not self.asynchronous:
+            # With a fleet the update shares the cores with collection, which goes on
+            # meanwhile; one thread each keeps them from preempting each other.
+            torch.set_num_threads(self.update_threads)
         self.global_step += self.batch_steps
         adv, ret = compute_gae(
             rollout.rewards.astype(np.float64),
@@ -297,9 +342,12 @@ class Trainer:
             hp.gamma,
             hp.gae_lambda,
         )
-        stats = ppo_update(
-            self.policy, self.optimizer, rollout, adv, ret, hp, self.tuner.coef, self.generator
-        )
+        if self.asynchronous:
+            stats = self._update_while_collecting(rollout, adv, ret)
+        else:
+            stats = ppo_update(
+                self.policy, self.optimizer, rollout, adv, ret, hp, self.tuner.coef, self.generator
+            )
         target = self.tuner.target(progress)
         ent_coef_used = self.tuner.coef
         self.tuner.update(stats.entropy, progress)
