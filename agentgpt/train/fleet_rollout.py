@@ -38,7 +38,7 @@ from agentgpt.policy.model import GPTPolicy
 from agentgpt.policy.slots import SlotContexts
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer, RewardScaler
-from agentgpt.train.rollout import EpisodeRecord, Rollout, window_start
+from agentgpt.train.rollout import CollectorBase, EpisodeRecord, Rollout, window_start
 
 __all__ = ["FleetCollector"]
 
@@ -146,7 +146,7 @@ def _stack_rows(rows: list[dict[str, Any]], num_logits: int) -> Rollout:
     )
 
 
-class FleetCollector:
+class FleetCollector(CollectorBase):
     """Drives a fleet's async ``recv``/``send`` API with the policy; see the module doc.
 
     Exposes what the trainer reads from :class:`RolloutCollector` (``collect``,
@@ -162,18 +162,9 @@ class FleetCollector:
         reward_scaler: RewardScaler,
         hparams: Hyperparameters,
     ) -> None:
+        super().__init__(fleet.num_envs, policy, normalizer, reward_scaler, hparams)
         self.fleet = fleet
-        self.policy = policy
-        self.normalizer = normalizer
-        self.reward_scaler = reward_scaler
-        self.hp = hparams
-        self.num_envs = n = fleet.num_envs
-        self.obs_codec = policy.obs_codec
-        self.action_codec = policy.action_codec
-        self.rng = np.random.default_rng(hparams.seed)
-        self.generator = torch.Generator().manual_seed(hparams.seed)
-        self.episodes: deque[EpisodeRecord] = deque(maxlen=100)
-        self.total_episodes = 0
+        n = self.num_envs
         self.policy_lag = 0.0
         #: The slot each row of the last rollout came from.
         self.last_slots = np.zeros(0, np.int64)
@@ -206,14 +197,6 @@ class FleetCollector:
 
     def load_state_dict(self, state: Any) -> None:  # pragma: no cover - never called
         raise RuntimeError("fleet collection cannot be restored")
-
-    def _draw_control(self, n: int) -> np.ndarray:
-        draw_random = self.rng.random(n) < self.hp.control_random_prob
-        return np.where(draw_random, self.rng.random(n), 1.0).astype(np.float32)
-
-    def recent_returns(self, control: float | None = 1.0) -> list[float]:
-        """Returns of recent finished episodes (only those played at ``control``)."""
-        return [e.ret for e in self.episodes if control is None or e.control == control]
 
     # -------------------------------------------------------------- collect
     def collect(self, steps: int) -> Rollout:

@@ -78,7 +78,40 @@ def autoreset_mode(envs: gymnasium.vector.VectorEnv) -> AutoresetMode:
     return AutoresetMode(mode) if isinstance(mode, str) else mode
 
 
-class RolloutCollector:
+class CollectorBase:
+    """What both collectors share: the policy's codecs, the random streams that pick
+    control values and random actions, and the finished-episode statistics."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        policy: GPTPolicy,
+        normalizer: ObsNormalizer,
+        reward_scaler: RewardScaler,
+        hparams: Hyperparameters,
+    ) -> None:
+        self.policy = policy
+        self.normalizer = normalizer
+        self.reward_scaler = reward_scaler
+        self.hp = hparams
+        self.num_envs = num_envs
+        self.obs_codec = policy.obs_codec
+        self.action_codec = policy.action_codec
+        self.rng = np.random.default_rng(hparams.seed)
+        self.generator = torch.Generator().manual_seed(hparams.seed)
+        self.episodes: deque[EpisodeRecord] = deque(maxlen=100)
+        self.total_episodes = 0
+
+    def _draw_control(self, n: int) -> np.ndarray:
+        draw_random = self.rng.random(n) < self.hp.control_random_prob
+        return np.where(draw_random, self.rng.random(n), 1.0).astype(np.float32)
+
+    def recent_returns(self, control: float | None = 1.0) -> list[float]:
+        """Returns of recent finished episodes (only those played at ``control``)."""
+        return [e.ret for e in self.episodes if control is None or e.control == control]
+
+
+class RolloutCollector(CollectorBase):
     """Steps a vector env with the policy and fills :class:`Rollout` buffers."""
 
     def __init__(
@@ -94,18 +127,8 @@ class RolloutCollector:
                 "the trainer needs a vector env with NEXT_STEP autoreset "
                 f"(got {autoreset_mode(envs)})"
             )
+        super().__init__(envs.num_envs, policy, normalizer, reward_scaler, hparams)
         self.envs = envs
-        self.policy = policy
-        self.normalizer = normalizer
-        self.reward_scaler = reward_scaler
-        self.hp = hparams
-        self.num_envs = envs.num_envs
-        self.obs_codec = policy.obs_codec
-        self.action_codec = policy.action_codec
-        self.rng = np.random.default_rng(hparams.seed)
-        self.generator = torch.Generator().manual_seed(hparams.seed)
-        self.episodes: deque[EpisodeRecord] = deque(maxlen=100)
-        self.total_episodes = 0
         self._obs: Any = None
 
     # ----------------------------------------------------------------- state
@@ -119,10 +142,6 @@ class RolloutCollector:
         self._mask = self._read_mask(info)
         self._ep_return = np.zeros(n, np.float64)
         self._ep_length = np.zeros(n, np.int64)
-
-    def _draw_control(self, n: int) -> np.ndarray:
-        draw_random = self.rng.random(n) < self.hp.control_random_prob
-        return np.where(draw_random, self.rng.random(n), 1.0).astype(np.float32)
 
     def _read_mask(self, info: dict) -> np.ndarray | None:
         return self.action_codec.mask_from_info(info, self.num_envs)
@@ -319,7 +338,3 @@ class RolloutCollector:
             last_only=True,
         )
         return out.values.numpy().astype(np.float64)
-
-    def recent_returns(self, control: float | None = 1.0) -> list[float]:
-        """Returns of recent finished episodes (only those played at ``control``)."""
-        return [e.ret for e in self.episodes if control is None or e.control == control]

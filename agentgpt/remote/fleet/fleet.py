@@ -128,6 +128,21 @@ class Fleet(VectorEnv):
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
     ) -> None:
+        """A fleet of ``env_id`` envs on the env servers at ``urls``.
+
+        ``envs_per_host``: envs on every host, or one number per host (for multi-agent
+        envs each env adds one slot per agent). ``seed``: sub-env ``i`` of the whole fleet
+        is seeded ``seed + i`` on its first reset (multi-agent: env ``i``); envs made again
+        after a fault get seeds never used before. ``step_timeout``: seconds a host may take
+        to answer before it counts as down; ``connect_timeout`` bounds connecting, health
+        probes and closing. ``fleet_timeout``: how long every host may be down before
+        :meth:`recv` raises :class:`FleetDownError`. Down hosts are probed after
+        ``backoff_initial`` seconds, doubling up to ``backoff_max``.
+
+        Hosts that cannot be reached start down and are retried; building fails with
+        :class:`FleetDownError` only when no host answers within ``fleet_timeout``. Hosts
+        serving different spaces are a ``ValueError``.
+        """
         self._hosts: list[Host] = []
         self._streams: list[_Stream] = []
         self._events: queue.SimpleQueue = queue.SimpleQueue()
@@ -162,51 +177,10 @@ class Fleet(VectorEnv):
             raise
 
     @classmethod
-    def from_urls(
-        cls,
-        urls: Sequence[str],
-        env_id: str,
-        *,
-        envs_per_host: int | Sequence[int] = 16,
-        api_key: str | None = None,
-        seed: int | None = None,
-        env_kwargs: dict[str, Any] | None = None,
-        encoding: Encoding = "msgpack",
-        step_timeout: float = 30.0,
-        connect_timeout: float = 5.0,
-        fleet_timeout: float = 60.0,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
-    ) -> Fleet:
-        """A fleet of ``env_id`` envs on the env servers at ``urls``.
-
-        ``envs_per_host``: envs on every host, or one number per host (for multi-agent
-        envs each env adds one slot per agent). ``seed``: sub-env ``i`` of the whole fleet
-        is seeded ``seed + i`` on its first reset (multi-agent: env ``i``); envs made again
-        after a fault get seeds never used before. ``step_timeout``: seconds a host may take
-        to answer before it counts as down; ``connect_timeout`` bounds connecting, health
-        probes and closing. ``fleet_timeout``: how long every host may be down before
-        :meth:`recv` raises :class:`FleetDownError`. Down hosts are probed after
-        ``backoff_initial`` seconds, doubling up to ``backoff_max``.
-
-        Hosts that cannot be reached start down and are retried; building fails with
-        :class:`FleetDownError` only when no host answers within ``fleet_timeout``. Hosts
-        serving different spaces are a ``ValueError``.
-        """
-        return cls(
-            urls,
-            env_id,
-            envs_per_host=envs_per_host,
-            api_key=api_key,
-            seed=seed,
-            env_kwargs=env_kwargs,
-            encoding=encoding,
-            step_timeout=step_timeout,
-            connect_timeout=connect_timeout,
-            fleet_timeout=fleet_timeout,
-            backoff_initial=backoff_initial,
-            backoff_max=backoff_max,
-        )
+    def from_urls(cls, urls: Sequence[str], env_id: str, **options: Any) -> Fleet:
+        """A fleet of ``env_id`` envs on the env servers at ``urls``; ``options`` are the
+        constructor's keyword arguments (see :class:`Fleet`)."""
+        return cls(urls, env_id, **options)
 
     # ------------------------------------------------------------------ set-up
 
