@@ -205,6 +205,13 @@ def test_multi_agent_landmarks_learns_over_the_wire(tmp_path: Path) -> None:
         finally:
             env.close()
     assert score.mean >= 1.5, score
+    # The CLI evaluates the run on a local copy of the env: the same episodes, so the
+    # same team returns as over the wire.
+    shown = CliRunner().invoke(
+        app, ["eval", str(result.run_dir), "--episodes", "50", "--seed", "1000"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"mean team return {score.mean:.2f} +/- {score.std:.2f} over 50 episodes" in shown.output
 
 
 def test_cli_trains_on_local_env_hosts(tmp_path: Path) -> None:

@@ -44,14 +44,15 @@ def parse_registrations(entries: list[str]) -> dict[str, str]:
 
 def _configure_logging(level: str) -> None:
     """Show the server's own messages (envs made and closed, env errors) like uvicorn's."""
-    logger = logging.getLogger("agentgpt")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-        logger.addHandler(handler)
+    from agentgpt.logs import show_logs
+
     numeric = logging.getLevelName(level.upper())
-    logger.setLevel(numeric if isinstance(numeric, int) else logging.DEBUG)  # uvicorn's "trace"
-    logger.propagate = False
+    # uvicorn's "trace" level has no logging name: show everything then.
+    show_logs(
+        "agentgpt",
+        numeric if isinstance(numeric, int) else logging.DEBUG,
+        "%(levelname)s:     %(message)s",
+    )
 
 
 def env_server(

@@ -44,11 +44,14 @@ def eval_command(
         bool, typer.Option("--stochastic", help="Sample actions instead of taking the mode.")
     ] = False,
 ) -> None:
-    """Play a trained agent and print the mean and std of its episode return."""
+    """Play a trained agent and print the mean and std of its episode return (for a
+    shipped multi-agent env, the team's return: the sum over its agents)."""
     from agentgpt.train.evaluate import evaluate
 
     if video is not None and video.suffix.lower() not in (".mp4", ".gif"):
         raise typer.BadParameter("must end with .mp4 or .gif", param_hint="--video")
+    if _team_eval(run_dir, episodes, seed, stochastic):
+        return
     try:
         result = evaluate(
             run_dir,
@@ -67,6 +70,32 @@ def eval_command(
     )
     if video is not None:
         typer.echo(f"video written to {video}")
+
+
+def _team_eval(run_dir: Path, episodes: int, seed: int, stochastic: bool) -> bool:
+    """Evaluate a run of a shipped PettingZoo env locally; False for any other run."""
+    from agentgpt.envs import PETTINGZOO_ENVS
+    from agentgpt.train.hyperparameters import Hyperparameters
+
+    saved = run_dir / "hyperparameters.yaml"
+    if not saved.exists():
+        return False
+    hp = Hyperparameters.from_yaml(saved)
+    factory = PETTINGZOO_ENVS.get(hp.env_id)
+    if factory is None:
+        return False
+    from agentgpt.envhost.registry import load_factory
+    from agentgpt.train.team_eval import evaluate_team
+
+    env = load_factory(factory)(**hp.env_kwargs)
+    try:
+        result = evaluate_team(run_dir, env, episodes, seed=seed, deterministic=not stochastic)
+    finally:
+        env.close()
+    typer.echo(
+        f"mean team return {result.mean:.2f} +/- {result.std:.2f} over {result.episodes} episodes"
+    )
+    return True
 
 
 def export_command(

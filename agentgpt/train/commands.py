@@ -12,7 +12,6 @@ import dataclasses
 import inspect
 import json
 import logging
-import sys
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -230,27 +229,11 @@ def _fleet_options(
         raise typer.BadParameter(str(exc)) from None
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record comes (test runners and
-    progress displays swap it), never to a stream that has since been closed."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
 def _show_fleet_logs() -> None:
     """Print env-host events (down, back, env errors) on stderr while training."""
-    logger = logging.getLogger("agentgpt.fleet")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%X"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    from agentgpt.logs import show_logs
+
+    show_logs("agentgpt.fleet", logging.INFO, "%(asctime)s %(levelname)s %(message)s", "%X")
 
 
 def _with_hyperparameter_flags(func):
