@@ -240,6 +240,52 @@ def test_cli_trains_on_local_env_hosts(tmp_path: Path) -> None:
     assert (tmp_path / "hosts" / "checkpoint.pt").exists()
 
 
+def test_cli_trains_on_env_urls_with_a_key_from_the_environment(tmp_path: Path) -> None:
+    """Two running servers that need a key, serving different numbers of envs; the key
+    comes from AGENTGPT_API_KEY, never from the command line."""
+    with (
+        run_server_in_thread(EnvServer(api_keys=["s3cret"])) as first,
+        run_server_in_thread(EnvServer(api_keys=["s3cret"])) as second,
+    ):
+        result = CliRunner().invoke(
+            app,
+            [
+                "train",
+                "CartPole-v1",
+                "--env-url",
+                first,
+                "--env-url",
+                second,
+                "--envs-per-host",
+                "3,5",
+                "--total-steps",
+                "1024",
+                "--runs-dir",
+                str(tmp_path),
+                "--run-name",
+                "urls",
+                "--no-progress",
+            ],
+            env={"AGENTGPT_API_KEY": "s3cret"},
+        )
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "Trained 1024 steps" in result.output  # 2 updates of 8 envs x 64 steps
+    saved = (tmp_path / "urls" / "hyperparameters.yaml").read_text()
+    assert "s3cret" not in saved
+
+
+def test_cli_reports_a_wrong_key_clearly(tmp_path: Path) -> None:
+    with run_server_in_thread(EnvServer(api_keys=["right"])) as url:
+        result = CliRunner().invoke(
+            app,
+            ["train", "CartPole-v1", "--env-url", url, "--runs-dir", str(tmp_path)],
+            env={"AGENTGPT_API_KEY": "wrong"},
+        )
+    assert result.exit_code == 1
+    assert "Cannot train on the env servers: HTTP 401 (unauthorized)" in result.output
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

@@ -161,6 +161,8 @@ def train_command(
     """
     if resume and not flags.get("run_name"):
         raise typer.BadParameter("--resume needs --run-name", param_hint="--resume")
+    from agentgpt.remote import RemoteEnvError
+    from agentgpt.remote.fleet import FleetDownError
     from agentgpt.train.run import (
         EnvHostsUnavailable,
         TrainingInterrupted,
@@ -183,6 +185,9 @@ def train_command(
         raise typer.Exit(130) from None
     except EnvHostsUnavailable as stop:
         typer.echo(f"Training stopped: {stop}", err=True)
+        raise typer.Exit(1) from None
+    except (RemoteEnvError, FleetDownError) as exc:
+        typer.echo(f"Cannot train on the env servers: {exc}", err=True)
         raise typer.Exit(1) from None
     ret = result.metrics.get("mean_return", "")
     shown = f"{float(ret):.1f}" if ret != "" else "n/a"
