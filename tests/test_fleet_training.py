@@ -184,6 +184,29 @@ def test_training_reaches_the_threshold_through_crashes(
 
 
 @pytest.mark.slow
+def test_readme_main_job_trains_over_local_env_servers(tmp_path: Path) -> None:
+    """``agentgpt train CartPole-v1 --env-hosts 2``, as the README runs it, reaches 475+."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "CartPole-v1",
+            "--env-hosts",
+            "2",
+            "--runs-dir",
+            str(tmp_path),
+            "--run-name",
+            "readme",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "started 2 local env servers" in result.output
+    score = evaluate(tmp_path / "readme", episodes=20, seed=0)
+    assert score.mean >= 475, score
+
+
+@pytest.mark.slow
 def test_multi_agent_landmarks_learns_over_the_wire(tmp_path: Path) -> None:
     """Two agents sharing one policy learn the cooperative Landmarks env, trained and
     evaluated through an env server; the documented bar for a trained team is 1.5
