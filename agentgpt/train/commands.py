@@ -106,6 +106,7 @@ def train_command(
         Optional[list[str]],  # noqa: UP045
         typer.Option(
             "--env-url",
+            metavar="URL",
             help="Train on the env server at this URL (repeatable, one per server).",
             rich_help_panel=_FLEET_PANEL,
         ),
@@ -113,6 +114,7 @@ def train_command(
     env_hosts: Annotated[
         int,
         typer.Option(
+            metavar="N",
             help="Start this many env servers on this machine and train over HTTP.",
             min=0,
             rich_help_panel=_FLEET_PANEL,
@@ -121,6 +123,7 @@ def train_command(
     envs_per_host: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
+            metavar="N[,N...]",
             help="Envs on each server: one number, or one per server ('16,32').",
             rich_help_panel=_FLEET_PANEL,
         ),
@@ -128,6 +131,7 @@ def train_command(
     api_key: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
+            metavar="KEY",
             help="Bearer key of the env servers (prefer the AGENTGPT_API_KEY variable:"
             " command lines are visible to other users).",
             envvar="AGENTGPT_API_KEY",
@@ -146,6 +150,7 @@ def train_command(
     step_timeout: Annotated[
         float,
         typer.Option(
+            metavar="SECONDS",
             help="Seconds a server may take to answer one step before it counts as down.",
             min=0.001,
             rich_help_panel=_FLEET_PANEL,
