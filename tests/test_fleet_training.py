@@ -31,7 +31,7 @@ from agentgpt.train.fleet_rollout import FleetCollector
 from agentgpt.train.fleet_setup import FleetOptions, split_envs
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer, RewardScaler
-from agentgpt.train.run import train
+from agentgpt.train.run import Trainer, train
 from agentgpt.train.team_eval import evaluate_team
 
 
@@ -124,6 +124,35 @@ def test_training_data_survives_a_server_restart() -> None:
                 assert fleet.hosts[1].incarnation != first
         finally:
             fleet.close()
+
+
+def test_overlapped_updates_act_with_a_copy_that_follows_the_learner(tmp_path: Path) -> None:
+    hp = Hyperparameters(
+        env_id="CartPole-v1",
+        num_envs=4,
+        total_steps=3 * 4 * 64,
+        overlap_updates=True,
+        runs_dir=str(tmp_path),
+        run_name="overlap",
+    )
+    with run_server_in_thread(EnvServer()) as url:
+        fleet = Fleet.from_urls([url], "CartPole-v1", envs_per_host=4, seed=hp.seed)
+        try:
+            run_dir = tmp_path / "overlap"
+            run_dir.mkdir()
+            trainer = Trainer(hp, run_dir, envs=fleet)
+            before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+            trainer.run(show_progress=False)
+        finally:
+            fleet.close()
+    assert trainer.actor is not trainer.policy
+    learned = trainer.policy.state_dict()
+    assert any(not torch.equal(before[k], learned[k]) for k in learned)  # it trained
+    acting = trainer.actor.state_dict()
+    assert all(torch.equal(acting[k], learned[k]) for k in learned)  # and the actor follows
+    with (run_dir / "timing.csv").open(newline="") as f:
+        lags = [float(row["policy_lag"]) for row in csv.DictReader(f)]
+    assert len(lags) == 3 and all(lag >= 0 for lag in lags)
 
 
 def _metrics_updates(run_dir: Path) -> int:

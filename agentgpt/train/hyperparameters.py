@@ -89,6 +89,11 @@ class Hyperparameters:
 
     # Infrastructure
     vectorization_mode: str = "sync"
+    #: On env servers only: run each PPO update while collection goes on with the
+    #: previous weights, so servers never idle during updates. Faster where servers run
+    #: on other machines; every trained step is then about one update old (off-policy
+    #: by one update), which can cost final return, so it is off by default.
+    overlap_updates: bool = False
     run_name: str | None = None
     runs_dir: str = "runs"
     #: Save a checkpoint every this many updates (and always at the end).

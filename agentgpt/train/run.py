@@ -162,13 +162,16 @@ class Trainer:
             self.envs.num_envs, hp.gamma, clip=hp.reward_clip, enabled=hp.scale_rewards
         )
         self.asynchronous = is_fleet(self.envs)
-        #: The network collection acts with. With a fleet it is a copy of ``policy``,
-        #: refreshed after each update, so envs keep stepping while the update runs.
+        #: The network collection acts with. With ``overlap_updates`` on a fleet it is a
+        #: copy of ``policy``, refreshed after each update, so envs keep stepping while
+        #: the update runs.
         self.actor = self.policy
+        self.overlap = self.asynchronous and hp.overlap_updates
         if self.asynchronous:
             from agentgpt.train.fleet_rollout import FleetCollector
 
-            self.actor = copy.deepcopy(self.policy).eval()
+            if self.overlap:
+                self.actor = copy.deepcopy(self.policy).eval()
             self.collector: RolloutCollector | FleetCollector = FleetCollector(
                 self.envs, self.actor, self.normalizer, self.reward_scaler, hp
             )
@@ -327,8 +330,8 @@ class Trainer:
             group["lr"] = self.lr
         torch.set_num_threads(1)
         rollout = self.collector.collect(hp.rollout_steps)
-        if not self.asynchronous:
-            # With a fleet the update shares the cores with collection, which goes on
+        if not self.overlap:
+            # An overlapped update shares the cores with collection, which goes on
             # meanwhile; one thread each keeps them from preempting each other.
             torch.set_num_threads(self.update_threads)
         self.global_step += self.batch_steps
@@ -342,7 +345,7 @@ class Trainer:
             hp.gamma,
             hp.gae_lambda,
         )
-        if self.asynchronous:
+        if self.overlap:
             stats = self._update_while_collecting(rollout, adv, ret)
         else:
             stats = ppo_update(
