@@ -224,6 +224,25 @@ class ActionCodec:
         ).astype(np.float32)
         return disc, cont
 
+    def mix_random(
+        self,
+        rng: np.random.Generator,
+        discrete: np.ndarray,
+        continuous: np.ndarray,
+        control: float | np.ndarray,
+        mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The control mix, in place: each row's action is replaced by a uniformly random
+        one (:meth:`sample_random`) with probability ``1 - control``. Returns which rows
+        were replaced. Random actions are drawn only when some row needs one."""
+        batch = discrete.shape[0]
+        use_random = rng.random(batch) >= control
+        if use_random.any():
+            r_disc, r_cont = self.sample_random(rng, batch, mask)
+            discrete[use_random] = r_disc[use_random]
+            continuous[use_random] = r_cont[use_random]
+        return use_random
+
     def mask_from_info(self, info: dict, batch: int) -> np.ndarray | None:
         """Read ``info["action_mask"]`` of a vector env into ``bool[N, num_logits]``.
 

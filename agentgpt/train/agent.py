@@ -124,11 +124,7 @@ class Actor:
         disc, cont = out.dist.mode() if self.deterministic else out.dist.sample(self.generator)
         disc, cont = disc.numpy().copy(), cont.numpy().copy()
         codec = self.policy.action_codec
-        use_random = self.rng.random(self.num_envs) >= self.control
-        if use_random.any():
-            r_disc, r_cont = codec.sample_random(self.rng, self.num_envs, action_mask)
-            disc[use_random] = r_disc[use_random]
-            cont[use_random] = r_cont[use_random]
+        codec.mix_random(self.rng, disc, cont, self.control, action_mask)
         return codec.to_env(disc, cont)
 
     @staticmethod

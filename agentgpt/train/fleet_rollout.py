@@ -36,6 +36,7 @@ import torch
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.policy.slots import SlotContexts
+from agentgpt.remote.fleet.batching import take
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.normalization import ObsNormalizer, RewardScaler
 from agentgpt.train.rollout import CollectorBase, EpisodeRecord, Rollout, window_start
@@ -151,7 +152,8 @@ class FleetCollector(CollectorBase):
 
     Exposes what the trainer reads from :class:`RolloutCollector` (``collect``,
     ``episodes``, ``total_episodes``, ``recent_returns``) plus, for the last rollout,
-    ``policy_lag`` and ``last_slots`` (the slot of each row). Its state lives on remote servers, so a resumed run starts fresh episodes.
+    ``policy_lag`` and ``last_slots`` (the slot of each row). Its state lives on remote
+    servers, so a resumed run starts fresh episodes (the trainer never saves it).
     """
 
     def __init__(
@@ -190,13 +192,6 @@ class FleetCollector(CollectorBase):
     def reset(self, seed: int) -> None:
         self.fleet.async_reset(seed=seed)
         self._started = True
-
-    def state_dict(self) -> None:
-        """Remote envs cannot be saved; a resumed run continues on fresh episodes."""
-        return None
-
-    def load_state_dict(self, state: Any) -> None:  # pragma: no cover - never called
-        raise RuntimeError("fleet collection cannot be restored")
 
     # -------------------------------------------------------------- collect
     def collect(self, steps: int) -> Rollout:
@@ -307,7 +302,7 @@ class FleetCollector(CollectorBase):
                 before = t - 1
                 if before >= 0 and rows.valid[slot, before] and not rows.terminated[slot, before]:
                     rows.truncated[slot, before] = True
-        self._close_row(slot, 0.0)
+        self._close_row(slot)
         self.pending[slot] = False
         self.next_final[slot] = False
         self.next_start[slot] = True
@@ -315,12 +310,13 @@ class FleetCollector(CollectorBase):
         self.ep_length[slot] = 0
         self.contexts.clear(torch.tensor([slot]))
 
-    def _close_row(self, slot: int, last_value: float) -> None:
-        """Finish the slot's row early (padding stays invalid) and queue it if it has data."""
+    def _close_row(self, slot: int) -> None:
+        """Finish the slot's row early (padding stays invalid; no bootstrap, as its last
+        token is never a valid one) and queue it if it has data."""
         if self.pos[slot] == 0:
             return
         if self.rows.valid[slot].any():
-            self.ready.append(self.rows.copy_out(slot, last_value))
+            self.ready.append(self.rows.copy_out(slot, 0.0))
         self.rows.clear(slot)
         self.pos[slot] = 0
 
@@ -341,7 +337,8 @@ class FleetCollector(CollectorBase):
         if restarted.size:
             self.control[restarted] = self._draw_control(restarted.size)
         n = slots.size
-        parts = self.obs_codec.encode(_select(batch.obs, present), n)
+        observations = take(self.policy.observation_space, batch.obs, np.flatnonzero(present))
+        parts = self.obs_codec.encode(observations, n)
         self.normalizer.update(parts.vector)
         vec = self.normalizer.normalize(parts.vector)
         imgs = [np.asarray(f, np.uint8) for f in parts.images]
@@ -379,11 +376,7 @@ class FleetCollector(CollectorBase):
         a_disc, a_cont = out.dist.sample(self.generator)
         logp = out.dist.log_prob(a_disc, a_cont)
         np_disc, np_cont = a_disc.numpy().copy(), a_cont.numpy().copy()
-        use_random = self.rng.random(n) >= control
-        if use_random.any():
-            r_disc, r_cont = self.action_codec.sample_random(self.rng, n, mask)
-            np_disc[use_random] = r_disc[use_random]
-            np_cont[use_random] = r_cont[use_random]
+        use_random = self.action_codec.mix_random(self.rng, np_disc, np_cont, control, mask)
         rows.disc[slots, t] = np_disc
         rows.cont[slots, t] = np_cont
         rows.from_policy[slots, t] = ~use_random & ~final
@@ -445,15 +438,6 @@ class FleetCollector(CollectorBase):
                 torch.from_numpy(rows.starts[rs, index]),
                 torch.from_numpy(rows.control[rs, index]),
             )
-
-
-def _select(obs: Any, rows: np.ndarray) -> Any:
-    """The rows of a batched observation (arrays, or dicts/tuples of them)."""
-    if isinstance(obs, dict):
-        return {key: _select(value, rows) for key, value in obs.items()}
-    if isinstance(obs, tuple):
-        return tuple(_select(value, rows) for value in obs)
-    return np.asarray(obs)[rows]
 
 
 def _select_info(info: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:

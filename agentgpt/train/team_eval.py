@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from gymnasium.vector.utils import concatenate, create_empty_array, iterate
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
 from agentgpt.train.evaluate import EvalResult, _load, _single_thread
 
@@ -38,6 +38,7 @@ def evaluate_team(
     agents = list(env.possible_agents)
     actor = agent.make_actor(len(agents), deterministic=deterministic, seed=seed)
     space = agent.observation_space
+    batched_actions = batch_space(agent.action_space, len(agents))
     returns: list[float] = []
     lengths: list[int] = []
     with _single_thread():
@@ -50,10 +51,10 @@ def evaluate_team(
                 batch = create_empty_array(space, len(agents))
                 rows = [observations.get(a, _zeros_like(space)) for a in agents]
                 batch = concatenate(space, rows, batch)
-                chosen = actor.act(batch, starts)
+                chosen = iterate(batched_actions, actor.act(batch, starts))
                 starts[:] = False
                 live = set(env.agents)
-                actions = {a: _row(chosen, i) for i, a in enumerate(agents) if a in live}
+                actions = {a: act for a, act in zip(agents, chosen, strict=True) if a in live}
                 observations, rewards, _, _, _ = env.step(actions)
                 total += float(sum(rewards.values()))
                 steps += 1
@@ -65,11 +66,3 @@ def evaluate_team(
 def _zeros_like(space: Any) -> Any:
     """A placeholder observation for an agent that is gone (its action is not used)."""
     return next(iter(iterate(space, create_empty_array(space, 1))))
-
-
-def _row(actions: Any, index: int) -> Any:
-    if isinstance(actions, dict):
-        return {key: _row(value, index) for key, value in actions.items()}
-    if isinstance(actions, tuple):
-        return tuple(_row(value, index) for value in actions)
-    return np.asarray(actions)[index]
