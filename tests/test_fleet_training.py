@@ -243,7 +243,7 @@ def test_multi_agent_landmarks_learns_over_the_wire(tmp_path: Path) -> None:
     with LocalEnvHosts(1, register=PETTINGZOO_ENVS) as hosts:
         hp = Hyperparameters(
             env_id="agentgpt/Landmarks-v0",
-            total_steps=80_000,
+            total_steps=100_000,
             num_envs=8,
             runs_dir=str(tmp_path),
             run_name="landmarks",
