@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentgpt.envs import register_envs
+from agentgpt._version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["AgentGPT", "FleetOptions", "__version__"]
-
-register_envs()
 
 
 def __getattr__(name: str) -> Any:
@@ -20,7 +17,7 @@ def __getattr__(name: str) -> Any:
 
         return AgentGPT
     if name == "FleetOptions":
-        from agentgpt.train.fleet_setup import FleetOptions
+        from agentgpt.hosts.fleet import FleetOptions
 
         return FleetOptions
     raise AttributeError(f"module 'agentgpt' has no attribute {name!r}")

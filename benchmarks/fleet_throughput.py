@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from agentgpt.launch.local_hosts import LocalEnvHosts
+from agentgpt.hosts.local import LocalEnvHosts
 from agentgpt.remote.fleet import Fleet
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.run import Trainer

@@ -123,7 +123,7 @@ def run_sb3(env_id: str, steps: int, seed: int, episodes: int, eval_seed: int) -
 def run_ours(
     env_id: str, steps: int, seed: int, episodes: int, eval_seed: int, runs_dir: Path
 ) -> Outcome:
-    from agentgpt.train.evaluate import evaluate
+    from agentgpt.agent.evaluate import evaluate
     from agentgpt.train.hyperparameters import Hyperparameters
     from agentgpt.train.run import train
 

@@ -42,7 +42,7 @@ def env_server() -> Iterator[Callable[..., str]]:
 def trained_cartpole(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``RunResult`` of CartPole-v1 trained with every default (100k steps, seed 1).
 
-    Its ``run_dir`` loads with ``agentgpt.train.checkpoint.load_agent``. Slow (about a
+    Its ``run_dir`` loads with ``agentgpt.agent.checkpoint.load_agent``. Slow (about a
     minute of both cores): request it only from tests marked ``slow``.
     """
     from agentgpt.train.hyperparameters import Hyperparameters

@@ -14,8 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agentgpt.envhost import commands
-from agentgpt.envhost.commands import is_loopback, parse_registrations
+from agentgpt.cli import envhost as commands
+from agentgpt.cli.envhost import is_loopback, parse_registrations
 
 CLI = [sys.executable, "-m", "agentgpt", "env-server"]
 

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import api_test, parallel_api_test
 
-import agentgpt  # noqa: F401  (registers the agentgpt/ ids)
+import agentgpt.envs  # noqa: F401  (registers the agentgpt/ ids)
 from agentgpt.envs import GYMNASIUM_ENVS, PETTINGZOO_ENVS, register_envs
 from agentgpt.envs.hybrid_target import random_return as hybrid_random_return
 from agentgpt.envs.landmarks import LandmarksEnv, greedy_actions

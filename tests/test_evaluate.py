@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from agentgpt.agent.checkpoint import load_agent
+from agentgpt.agent.evaluate import EvalResult, evaluate
 from agentgpt.envs.multidiscrete_target import random_return
-from agentgpt.train.checkpoint import load_agent
-from agentgpt.train.evaluate import EvalResult, evaluate
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from agentgpt.agent.agent import Agent
+from agentgpt.agent.checkpoint import load_agent
+from agentgpt.agent.export import export_onnx, exportable
+from agentgpt.agent.normalization import ObsNormalizer
 from agentgpt.policy.encoders import ObsTensors
-from agentgpt.policy.export import export_onnx, exportable
 from agentgpt.policy.model import GPTPolicy
-from agentgpt.train.agent import Agent
-from agentgpt.train.checkpoint import load_agent
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer
 
 TOLERANCE = 1e-4
 
@@ -40,7 +40,7 @@ def pendulum_run(tiny_run) -> Path:
 
 def _untrained_agent(env_id: str, seed: int = 0) -> Agent:
     """An agent with random weights and non-trivial normalizer statistics."""
-    import agentgpt  # noqa: F401
+    import agentgpt.envs  # noqa: F401  (registers the agentgpt/ ids)
 
     env = gymnasium.make(env_id)
     torch.manual_seed(seed)

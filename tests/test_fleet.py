@@ -13,7 +13,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
 
-import agentgpt  # noqa: F401  (registers the agentgpt/ ids)
+import agentgpt.envs  # noqa: F401  (registers the agentgpt/ ids)
 from agentgpt.envs import PETTINGZOO_ENVS
 from agentgpt.envs.landmarks import parallel_env as landmarks_env
 from agentgpt.remote.fleet import Fleet, FleetBatch

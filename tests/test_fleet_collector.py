@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from agentgpt.agent.normalization import ObsNormalizer
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.remote.fleet import FleetBatch
 from agentgpt.train.fleet_rollout import FleetCollector
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer, RewardScaler
 from agentgpt.train.ppo import compute_gae
+from agentgpt.train.reward_scaling import RewardScaler
 
 OBS_SPACE = gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACT_SPACE = gymnasium.spaces.Discrete(2)

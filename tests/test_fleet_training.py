@@ -18,21 +18,22 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from agentgpt.agent.evaluate import evaluate
+from agentgpt.agent.normalization import ObsNormalizer
+from agentgpt.agent.team_eval import evaluate_team
 from agentgpt.cli import app
 from agentgpt.envhost import EnvServer
 from agentgpt.envhost.testing import run_server_in_thread
 from agentgpt.envs import PETTINGZOO_ENVS
-from agentgpt.launch.local_hosts import LocalEnvHosts
+from agentgpt.hosts.fleet import FleetOptions, open_fleet, split_envs
+from agentgpt.hosts.local import LocalEnvHosts
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.remote import RemoteParallelEnv
 from agentgpt.remote.fleet import Fleet
-from agentgpt.train.evaluate import evaluate
 from agentgpt.train.fleet_rollout import FleetCollector
-from agentgpt.train.fleet_setup import FleetOptions, split_envs
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer, RewardScaler
+from agentgpt.train.reward_scaling import RewardScaler
 from agentgpt.train.run import Trainer, train
-from agentgpt.train.team_eval import evaluate_team
 
 
 def _collector(fleet: Fleet, hp: Hyperparameters) -> FleetCollector:
@@ -191,13 +192,11 @@ def test_training_reaches_the_threshold_through_crashes(
 
         thread = threading.Thread(target=chaos, daemon=True)
         thread.start()
-        result = train(
-            hp,
-            fleet=FleetOptions(
-                env_urls=hosts.urls, api_key=hosts.api_key, fleet_timeout=60, step_timeout=10
-            ),
-            show_progress=False,
+        options = FleetOptions(
+            env_urls=hosts.urls, api_key=hosts.api_key, fleet_timeout=60, step_timeout=10
         )
+        with open_fleet(hp.env_id, options, num_envs=hp.num_envs, seed=hp.seed) as fleet:
+            result = train(hp, envs=fleet, show_progress=False)
         thread.join(timeout=5)
         urls = hosts.urls
 
@@ -383,10 +382,8 @@ def test_training_stops_with_a_checkpoint_when_every_host_is_gone(tmp_path: Path
 
     threading.Thread(target=stop_later, daemon=True).start()
     with pytest.raises(EnvHostsUnavailable, match="checkpoint") as caught:
-        train(
-            hp,
-            fleet=FleetOptions(env_urls=[url], fleet_timeout=1.0, step_timeout=2.0),
-            show_progress=False,
-        )
+        options = FleetOptions(env_urls=[url], fleet_timeout=1.0, step_timeout=2.0)
+        with open_fleet(hp.env_id, options, num_envs=hp.num_envs, seed=hp.seed) as fleet:
+            train(hp, envs=fleet, show_progress=False)
     assert caught.value.global_step >= 2 * 128
     assert (tmp_path / "gone" / "checkpoint.pt").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentgpt.train.evaluate import evaluate
+from agentgpt.agent.evaluate import evaluate
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.run import train
 
@@ -93,7 +93,7 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     wall-clock columns; timings go to timing.csv) and identical weights."""
     import torch
 
-    from agentgpt.train.checkpoint import load_checkpoint
+    from agentgpt.agent.checkpoint import load_checkpoint
 
     runs = [_train(tmp_path / name, "CartPole-v1", total_steps=8_192) for name in "ab"]
     a, b = ((r.run_dir / "metrics.csv").read_text() for r in runs)

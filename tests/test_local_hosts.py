@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from agentgpt.launch import LocalEnvHosts
+from agentgpt.hosts import LocalEnvHosts
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -293,7 +293,7 @@ def test_hosts_do_not_outlive_a_killed_parent(tmp_path):
     script = textwrap.dedent(
         """
         import sys, time
-        from agentgpt.launch import LocalEnvHosts
+        from agentgpt.hosts import LocalEnvHosts
         hosts = LocalEnvHosts(1).start()
         print(hosts.urls[0], flush=True)
         time.sleep(600)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from agentgpt.agent.normalization import ObsNormalizer, RunningMeanStd
 from agentgpt.policy import GPTPolicy
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer, RewardScaler, RunningMeanStd
 from agentgpt.train.ppo import (
     EntropyTuner,
     compute_gae,
@@ -18,6 +18,7 @@ from agentgpt.train.ppo import (
     training_windows,
     window_layout,
 )
+from agentgpt.train.reward_scaling import RewardScaler
 from agentgpt.train.rollout import RolloutCollector
 
 GAMMA, LAM = 0.9, 0.5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-import agentgpt  # noqa: F401  (registers the agentgpt/ ids)
+import agentgpt.envs  # noqa: F401  (registers the agentgpt/ ids)
 from agentgpt.envhost import EnvServer
 from agentgpt.envhost.testing import run_server_in_thread
 from agentgpt.remote import RemoteVectorEnv

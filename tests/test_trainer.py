@@ -15,9 +15,9 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from agentgpt.agent.checkpoint import load_agent, load_checkpoint
 from agentgpt.api import AgentGPT
-from agentgpt.train import commands
-from agentgpt.train.checkpoint import load_agent, load_checkpoint
+from agentgpt.cli import train as commands
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.reporting import METRIC_COLUMNS
 from agentgpt.train.run import TrainingInterrupted, train
@@ -252,7 +252,7 @@ def test_cli_flags_override_yaml(tmp_path: Path) -> None:
 
 def test_cli_module_loads_without_torch() -> None:
     code = (
-        "import sys, typer; from agentgpt.train import commands; "
+        "import sys, typer; from agentgpt.cli import train as commands; "
         "commands.register(typer.Typer()); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,13 +10,13 @@ registered that exact string.
 from __future__ import annotations
 
 import difflib
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium
 
+from agentgpt.core.factories import Factory, load_factory
+from agentgpt.core.registration import register_namespace
 from agentgpt.envhost import errors
 
 __all__ = ["BLOCKED_GYMNASIUM_IDS", "EnvSource", "EnvRegistry", "load_factory"]
@@ -24,33 +24,10 @@ __all__ = ["BLOCKED_GYMNASIUM_IDS", "EnvSource", "EnvRegistry", "load_factory"]
 #: Gymnasium ids that are never served unless the operator registers them by name:
 #: ``agentgpt/Remote-v0`` would make the server open connections to a URL of the client's
 #: choosing.
+#: The namespace of the ids this package ships (its ``gymnasium.envs`` entry point).
+SHIPPED_NAMESPACE = "agentgpt"
+
 BLOCKED_GYMNASIUM_IDS = frozenset({"agentgpt/Remote-v0"})
-
-Factory = Callable[..., Any]
-
-
-def load_factory(spec: str) -> Factory:
-    """Import ``"package.module:attr"`` (``attr`` may be dotted) and return the callable.
-
-    Only ever called with operator-supplied strings.
-    """
-    module_name, sep, attr_path = spec.partition(":")
-    if not sep or not module_name or not attr_path:
-        raise ValueError(f"factory {spec!r} must look like 'package.module:factory'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(
-            f"cannot import module {module_name!r} for factory {spec!r}: {exc}"
-        ) from exc
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError as exc:
-            raise ValueError(f"module {module_name!r} has no attribute {attr_path!r}") from exc
-    if not callable(obj):
-        raise ValueError(f"factory {spec!r} is not callable")
-    return obj
 
 
 @dataclass(frozen=True)
@@ -69,6 +46,8 @@ class EnvRegistry:
     """Resolves env names from requests; suggests near matches for unknown ones."""
 
     def __init__(self, register: Mapping[str, Factory | str] | None = None) -> None:
+        # The shipped agentgpt/ ids are served by default; no request can load a namespace.
+        register_namespace(SHIPPED_NAMESPACE)
         self._factories: dict[str, Factory] = {}
         for name, factory in (register or {}).items():
             if not isinstance(name, str) or not name:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from agentgpt import __version__
+from agentgpt._version import __version__
 from agentgpt.envhost import errors
 from agentgpt.envhost.adapters import AUTORESET_MODES
 from agentgpt.envhost.app import Payload, protocol_app

@@ -1,7 +1,11 @@
 """Environments shipped with AgentGPT, registered under the ``agentgpt/`` namespace.
 
-Entry points are strings so registration imports nothing heavy: ``import agentgpt`` stays
-fast, and an id's module is only imported when that env is made.
+Importing this package registers the ids, as Gymnasium 1.x plugins do
+(``import agentgpt.envs; gymnasium.register_envs(agentgpt.envs)``); ``import agentgpt``
+does not. The package also declares :func:`register_envs` as its ``gymnasium.envs`` entry
+point, which the trainer, evaluation and the env server load by namespace
+(:mod:`agentgpt.core.registration`). Entry points are strings, so registration imports
+nothing heavy: an id's module is only imported when that env is made.
 """
 
 from __future__ import annotations
@@ -31,3 +35,6 @@ def register_envs() -> None:
     for env_id, spec in GYMNASIUM_ENVS.items():
         if env_id not in gymnasium.registry:
             gymnasium.register(id=env_id, **spec)
+
+
+register_envs()

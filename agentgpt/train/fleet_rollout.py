@@ -33,12 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from agentgpt.agent.normalization import ObsNormalizer
+from agentgpt.core.batching import take
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.policy.slots import SlotContexts
-from agentgpt.remote.fleet.batching import take
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer, RewardScaler
+from agentgpt.train.reward_scaling import RewardScaler
 from agentgpt.train.rollout import CollectorBase, EpisodeRecord, Rollout, window_start
 
 __all__ = ["FleetCollector"]

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from agentgpt.agent.normalization import ObsNormalizer
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import ContextCache, GPTPolicy
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer, RewardScaler
+from agentgpt.train.reward_scaling import RewardScaler
 
 
 @dataclass

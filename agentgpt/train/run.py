@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import pickle
@@ -22,14 +21,15 @@ import gymnasium
 import numpy as np
 import torch
 
+from agentgpt.agent.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from agentgpt.agent.normalization import ObsNormalizer
+from agentgpt.core.errors import EnvsUnavailable as FleetDownError
+from agentgpt.core.registration import register_namespace
 from agentgpt.policy.model import GPTPolicy
-from agentgpt.remote.fleet import FleetDownError
-from agentgpt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from agentgpt.train.fleet_setup import FleetOptions, open_fleet
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer, RewardScaler
 from agentgpt.train.ppo import EntropyTuner, UpdateStats, compute_gae, ppo_update
 from agentgpt.train.reporting import Reporter
+from agentgpt.train.reward_scaling import RewardScaler
 from agentgpt.train.rollout import RolloutCollector
 
 
@@ -70,8 +70,7 @@ def _claim_new_name(runs_dir: Path, base: str) -> str:
 
 def make_envs(hp: Hyperparameters) -> gymnasium.vector.VectorEnv:
     """Local vector env for ``hp.env_id`` (NEXT_STEP autoreset, Gymnasium's default)."""
-    import agentgpt  # noqa: F401  (registers the shipped env ids)
-
+    register_namespace(hp.env_id)
     return gymnasium.make_vec(
         hp.env_id,
         num_envs=hp.num_envs,
@@ -420,12 +419,27 @@ def saved_total_steps(runs_dir: str | Path, run_name: str) -> int | None:
     return Hyperparameters.from_yaml(saved).total_steps if saved.exists() else None
 
 
+def claim_run(hparams: Hyperparameters) -> Hyperparameters:
+    """``hparams`` with its run name fixed: a fresh timestamped directory is created when
+    it has none. Faces call it before opening env hosts, whose logs go in the run dir."""
+    if hparams.run_name is not None:
+        return hparams
+    name = _claim_new_name(Path(hparams.runs_dir), default_run_name(hparams))
+    return hparams.replace(run_name=name)
+
+
+def run_dir_of(hparams: Hyperparameters) -> Path:
+    """Where the run named by ``hparams`` lives (its name must be fixed)."""
+    if hparams.run_name is None:
+        raise ValueError("the run has no name yet; call claim_run first")
+    return Path(hparams.runs_dir) / hparams.run_name
+
+
 def train(
     hparams: Hyperparameters,
     *,
     resume: bool = False,
-    envs: gymnasium.vector.VectorEnv | None = None,
-    fleet: FleetOptions | None = None,
+    envs: Any = None,
     show_progress: bool | None = None,
 ) -> RunResult:
     """Train a GPT policy with PPO and return where the run was saved.
@@ -433,34 +447,28 @@ def train(
     ``hparams.run_name`` picks ``<runs_dir>/<run_name>`` (a timestamped name when None).
     With ``resume`` the run continues from that directory's checkpoint using its saved
     hyperparameters (``total_steps`` from ``hparams`` may extend it). ``envs`` may be
-    any NEXT_STEP-autoreset ``gymnasium.vector.VectorEnv``, or a
-    :class:`~agentgpt.remote.fleet.Fleet` (collected from asynchronously); ``fleet``
-    instead describes env servers to train on (URLs, or local hosts to start). By
-    default local envs are made from ``hparams.env_id``. ``show_progress`` defaults to
-    showing the live view when stdout is a terminal. Ctrl-C saves a checkpoint and
-    raises :class:`TrainingInterrupted`; env hosts that stay down past the fleet timeout
-    save one and raise :class:`EnvHostsUnavailable`.
+    any NEXT_STEP-autoreset ``gymnasium.vector.VectorEnv``, or an asynchronous vector env
+    (:class:`~agentgpt.core.async_env.AsyncVectorEnv`, such as a
+    :class:`~agentgpt.remote.fleet.Fleet` of env servers); the caller keeps ownership of
+    envs it passes. By default local envs are made from ``hparams.env_id``. Where env
+    servers run is not the trainer's business: ``AgentGPT.train`` and ``agentgpt train``
+    open them (:mod:`agentgpt.hosts`) and pass the fleet in. ``show_progress`` defaults
+    to showing the live view when stdout is a terminal. Ctrl-C saves a checkpoint and
+    raises :class:`TrainingInterrupted`; envs that stay unavailable save one and raise
+    :class:`EnvHostsUnavailable`.
     """
-    if envs is not None and fleet is not None:
-        raise ValueError("pass either envs or fleet options, not both")
-    run_name = hparams.run_name
-    if run_name is None:
-        run_name = _claim_new_name(Path(hparams.runs_dir), default_run_name(hparams))
-    run_dir = Path(hparams.runs_dir) / run_name
+    hparams = claim_run(hparams)
+    run_dir = run_dir_of(hparams)
     state = None
     if resume:
         state = load_checkpoint(run_dir)
         saved = Hyperparameters.from_dict(state["hyperparameters"])
-        hparams = saved.replace(total_steps=hparams.total_steps)
+        hparams = saved.replace(total_steps=hparams.total_steps, run_name=hparams.run_name)
         state["hyperparameters"] = hparams.to_dict()
     elif (run_dir / CHECKPOINT_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True or another name")
-    hparams = hparams.replace(run_name=run_name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        if fleet is not None:
-            envs = stack.enter_context(open_fleet(hparams, fleet, log_dir=run_dir / "env-hosts"))
-        trainer = Trainer(hparams, run_dir, envs=envs, resume_state=state)
-        if state is None:
-            trainer.save()
-        return trainer.run(show_progress=show_progress)
+    trainer = Trainer(hparams, run_dir, envs=envs, resume_state=state)
+    if state is None:
+        trainer.save()
+    return trainer.run(show_progress=show_progress)

@@ -9,50 +9,18 @@ batch waits for the next one.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium
 import numpy as np
 
-from agentgpt.remote.fleet.batching import concat, zeros
+from agentgpt.core.batching import concat, zeros
+from agentgpt.core.step_batch import StepBatch as FleetBatch
+from agentgpt.core.step_batch import empty_batch
 from agentgpt.remote.fleet.infos import merge_infos
 from agentgpt.remote.fleet.streams import StreamRows
 
 __all__ = ["BatchBuilder", "FleetBatch", "empty_batch"]
-
-
-class FleetBatch(NamedTuple):
-    """Rows of the slots with news; every array has one entry per row."""
-
-    #: int64: the slots the rows belong to (each at most once).
-    env_ids: np.ndarray
-    #: bool: an observation came for the slot (False: an absent agent, or a cut).
-    present: np.ndarray
-    #: Batched values of ``single_observation_space``; rows without one are zero-filled.
-    obs: Any
-    #: float64: reward of the transition the slot's last action caused (0 if none).
-    reward: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    #: bool: the slot's last action will never be answered (host down, env error,
-    #: server restarted): its trajectory ends here and no action is expected for it.
-    cut: np.ndarray
-    #: Gymnasium vector-style info of these rows (``{key: values, "_key": mask}``).
-    info: dict[str, Any]
-
-
-def empty_batch(observation_space: gymnasium.Space) -> FleetBatch:
-    """A batch of no rows (what ``recv`` returns when its timeout passes without news)."""
-    return FleetBatch(
-        np.zeros(0, dtype=np.int64),
-        np.zeros(0, dtype=np.bool_),
-        zeros(observation_space, 0),
-        np.zeros(0, dtype=np.float64),
-        np.zeros(0, dtype=np.bool_),
-        np.zeros(0, dtype=np.bool_),
-        np.zeros(0, dtype=np.bool_),
-        {},
-    )
 
 
 class BatchBuilder:

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import enum
 
+from agentgpt.core.errors import EnvsUnavailable as FleetDownError
 from agentgpt.remote.errors import RemoteEnvError
 
 __all__ = ["Fault", "FleetDownError", "classify", "describe"]
-
-
-class FleetDownError(RuntimeError):
-    """Every host has been down for longer than ``fleet_timeout``."""
 
 
 class Fault(enum.Enum):

@@ -25,9 +25,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from agentgpt.core.batching import RowStore, rows_of, take
 from agentgpt.remote.fleet.arguments import check_arguments
 from agentgpt.remote.fleet.batch import BatchBuilder, FleetBatch, empty_batch
-from agentgpt.remote.fleet.batching import RowStore, rows_of, take
 from agentgpt.remote.fleet.discovery import discover
 from agentgpt.remote.fleet.faults import Fault, FleetDownError
 from agentgpt.remote.fleet.hosts import Backoff, Host, HostBack, HostStatus, Prober

@@ -25,8 +25,8 @@ import gymnasium
 import numpy as np
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
+from agentgpt.core.batching import is_array_space, single_values
 from agentgpt.remote.errors import RemoteEnvError
-from agentgpt.remote.fleet.batching import is_array_space, single_values
 from agentgpt.remote.fleet.faults import Fault, classify, describe
 from agentgpt.remote.fleet.infos import agent_infos
 from agentgpt.remote.infos import vector_info_from_wire

@@ -19,8 +19,10 @@ import gymnasium
 import numpy as np
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from agentgpt.core.registration import register_namespace
+
 if TYPE_CHECKING:
-    from agentgpt.train.agent import Agent
+    from agentgpt.agent.agent import Agent
 
 #: Envs stepped side by side when no video is recorded.
 DEFAULT_EVAL_ENVS = 8
@@ -42,8 +44,8 @@ class EvalResult:
 
 
 def _load(run_dir_or_agent: str | Path | Agent) -> Agent:
-    from agentgpt.train.agent import Agent
-    from agentgpt.train.checkpoint import load_agent
+    from agentgpt.agent.agent import Agent
+    from agentgpt.agent.checkpoint import load_agent
 
     if isinstance(run_dir_or_agent, Agent):
         return run_dir_or_agent
@@ -52,9 +54,8 @@ def _load(run_dir_or_agent: str | Path | Agent) -> Agent:
 
 def make_eval_env(agent: Agent, render_mode: str | None = None, **overrides: Any) -> gymnasium.Env:
     """One env like those the agent was trained on (same id and constructor kwargs)."""
-    import agentgpt  # noqa: F401  (registers the shipped env ids)
-
     hp = agent.hyperparameters
+    register_namespace(hp.env_id)
     kwargs = {**hp.env_kwargs, **overrides}
     if render_mode is not None:
         kwargs["render_mode"] = render_mode

@@ -38,7 +38,7 @@ from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
 
 if TYPE_CHECKING:
-    from agentgpt.train.agent import Agent
+    from agentgpt.agent.agent import Agent
 
 OPSET = 17
 INPUT_NAMES = ["obs", "mask", "control"]
@@ -105,8 +105,8 @@ def exportable(agent: Agent, with_log_probs: bool = False) -> ExportablePolicy:
 
 
 def _load(run_dir_or_agent: str | Path | Agent) -> Agent:
-    from agentgpt.train.agent import Agent
-    from agentgpt.train.checkpoint import load_agent
+    from agentgpt.agent.agent import Agent
+    from agentgpt.agent.checkpoint import load_agent
 
     if isinstance(run_dir_or_agent, Agent):
         return run_dir_or_agent

@@ -1,8 +1,10 @@
 """Where training envs come from when they run on env servers: URLs or local hosts.
 
-:class:`FleetOptions` is kept apart from :class:`Hyperparameters` on purpose: it names
-machines and carries an API key, neither of which belongs in a run's saved
-hyperparameters (a resumed run may use other hosts, and keys never go to disk).
+:class:`FleetOptions` is kept apart from the trainer's hyperparameters on purpose: it
+names machines and carries an API key, neither of which belongs in a run's saved
+hyperparameters (a resumed run may use other hosts, and keys never go to disk). The
+trainer never sees it: the faces (``agentgpt train``, ``AgentGPT.train``) open the hosts
+with :func:`open_fleet` and hand the resulting fleet to the trainer as its envs.
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from agentgpt.train.hyperparameters import Hyperparameters
+from typing import Any
 
 __all__ = ["API_KEY_ENV", "FleetOptions", "open_fleet", "split_envs"]
 
@@ -77,22 +78,30 @@ def split_envs(total: int, hosts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(hosts)]
 
 
-def _per_host(options: FleetOptions, hp: Hyperparameters) -> list[int]:
+def _per_host(options: FleetOptions, num_envs: int) -> list[int]:
     hosts = options.num_hosts
     if options.envs_per_host is None:
-        return split_envs(hp.num_envs, hosts)
+        return split_envs(num_envs, hosts)
     counts = list(options.envs_per_host)
     return counts * hosts if len(counts) == 1 else counts
 
 
 @contextlib.contextmanager
 def open_fleet(
-    hp: Hyperparameters, options: FleetOptions, log_dir: str | Path | None = None
-) -> Iterator[object]:
-    """Yield a :class:`~agentgpt.remote.fleet.Fleet` for ``hp.env_id``; close it (and any
-    env servers started for it) on exit. ``log_dir`` keeps local hosts' server logs."""
-    from agentgpt.envs import PETTINGZOO_ENVS
-    from agentgpt.launch.local_hosts import LocalEnvHosts
+    env_id: str,
+    options: FleetOptions,
+    *,
+    num_envs: int,
+    seed: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    register: Mapping[str, str] | None = None,
+    log_dir: str | Path | None = None,
+) -> Iterator[Any]:
+    """Yield a :class:`~agentgpt.remote.fleet.Fleet` of ``env_id`` envs (``num_envs`` in
+    all unless ``options.envs_per_host`` says otherwise); close it, and any env servers
+    started for it, on exit. ``register`` names the extra envs local hosts serve
+    (``NAME -> "module:factory"``); ``log_dir`` keeps local hosts' server logs."""
+    from agentgpt.hosts.local import LocalEnvHosts
     from agentgpt.remote.fleet import Fleet
 
     with contextlib.ExitStack() as stack:
@@ -100,17 +109,17 @@ def open_fleet(
         if api_key is None:
             api_key = os.environ.get(API_KEY_ENV) or None
         if options.env_hosts:
-            hosts = LocalEnvHosts(options.env_hosts, register=PETTINGZOO_ENVS, log_dir=log_dir)
+            hosts = LocalEnvHosts(options.env_hosts, register=dict(register or {}), log_dir=log_dir)
             stack.enter_context(hosts)
             urls, api_key = list(hosts.urls), hosts.api_key
             log.info("started %d local env servers: %s", len(urls), ", ".join(urls))
         fleet = Fleet.from_urls(
             urls,
-            hp.env_id,
-            envs_per_host=_per_host(options, hp),
+            env_id,
+            envs_per_host=_per_host(options, num_envs),
             api_key=api_key,
-            seed=hp.seed,
-            env_kwargs=hp.env_kwargs,
+            seed=seed,
+            env_kwargs=dict(env_kwargs or {}),
             step_timeout=options.step_timeout,
             fleet_timeout=options.fleet_timeout,
         )

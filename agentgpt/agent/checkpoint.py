@@ -20,10 +20,10 @@ from typing import Any
 import torch
 import yaml
 
+from agentgpt.agent.agent import Agent
+from agentgpt.agent.normalization import ObsNormalizer
 from agentgpt.policy.model import GPTPolicy
-from agentgpt.train.agent import Agent
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1

@@ -44,7 +44,7 @@ def parse_registrations(entries: list[str]) -> dict[str, str]:
 
 def _configure_logging(level: str) -> None:
     """Show the server's own messages (envs made and closed, env errors) like uvicorn's."""
-    from agentgpt.logs import show_logs
+    from agentgpt.core.logs import show_logs
 
     numeric = logging.getLevelName(level.upper())
     # uvicorn's "trace" level has no logging name: show everything then.

@@ -7,6 +7,6 @@ key, that the trainer reaches over HTTP like any remote host.
 
 from __future__ import annotations
 
-from agentgpt.launch.local_hosts import LocalEnvHosts
+from agentgpt.hosts.local import LocalEnvHosts
 
 __all__ = ["LocalEnvHosts"]

@@ -8,6 +8,7 @@ imported inside the command only, so the CLI loads on machines without it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -166,11 +167,12 @@ def train_command(
     """
     if resume and not flags.get("run_name"):
         raise typer.BadParameter("--resume needs --run-name", param_hint="--resume")
+    from agentgpt.core.errors import EnvsUnavailable
     from agentgpt.remote import RemoteEnvError
-    from agentgpt.remote.fleet import FleetDownError
     from agentgpt.train.run import (
         EnvHostsUnavailable,
         TrainingInterrupted,
+        claim_run,
         saved_total_steps,
         train,
     )
@@ -184,14 +186,19 @@ def train_command(
     hparams = build_hyperparameters(env_id, config, flags)
 
     try:
-        result = train(hparams, resume=resume, fleet=fleet, show_progress=progress)
+        with contextlib.ExitStack() as stack:
+            envs = None
+            if fleet is not None:
+                hparams = claim_run(hparams)
+                envs = stack.enter_context(_open_fleet(hparams, fleet))
+            result = train(hparams, resume=resume, envs=envs, show_progress=progress)
     except TrainingInterrupted as stop:
         typer.echo(f"Interrupted at step {stop.global_step}; checkpoint saved in {stop.run_dir}")
         raise typer.Exit(130) from None
     except EnvHostsUnavailable as stop:
         typer.echo(f"Training stopped: {stop}", err=True)
         raise typer.Exit(1) from None
-    except (RemoteEnvError, FleetDownError) as exc:
+    except (RemoteEnvError, EnvsUnavailable) as exc:
         typer.echo(f"Cannot train on the env servers: {exc}", err=True)
         raise typer.Exit(1) from None
     ret = result.metrics.get("mean_return", "")
@@ -214,7 +221,7 @@ def _fleet_options(
         if envs_per_host is not None:
             raise typer.BadParameter("needs --env-url or --env-hosts", param_hint="--envs-per-host")
         return None
-    from agentgpt.train.fleet_setup import FleetOptions
+    from agentgpt.hosts.fleet import FleetOptions
 
     counts = None
     if envs_per_host is not None:
@@ -239,9 +246,27 @@ def _fleet_options(
         raise typer.BadParameter(str(exc)) from None
 
 
+def _open_fleet(hparams: Hyperparameters, options: Any) -> Any:
+    """The env servers ``options`` describe, as a fleet of the run's envs (local hosts
+    keep their logs in the run directory)."""
+    from agentgpt.envs import PETTINGZOO_ENVS
+    from agentgpt.hosts.fleet import open_fleet
+    from agentgpt.train.run import run_dir_of
+
+    return open_fleet(
+        hparams.env_id,
+        options,
+        num_envs=hparams.num_envs,
+        seed=hparams.seed,
+        env_kwargs=hparams.env_kwargs,
+        register=PETTINGZOO_ENVS,
+        log_dir=run_dir_of(hparams) / "env-hosts",
+    )
+
+
 def _show_fleet_logs() -> None:
     """Print env-host events (down, back, env errors) on stderr while training."""
-    from agentgpt.logs import show_logs
+    from agentgpt.core.logs import show_logs
 
     show_logs("agentgpt.fleet", logging.INFO, "%(asctime)s %(levelname)s %(message)s", "%X")
 

@@ -15,10 +15,10 @@ import gymnasium
 import numpy as np
 import torch
 
+from agentgpt.agent.normalization import ObsNormalizer
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.train.hyperparameters import Hyperparameters
-from agentgpt.train.normalization import ObsNormalizer
 
 
 @dataclass

@@ -46,7 +46,7 @@ def eval_command(
 ) -> None:
     """Play a trained agent and print the mean and std of its episode return (for a
     shipped multi-agent env, the team's return: the sum over its agents)."""
-    from agentgpt.train.evaluate import evaluate
+    from agentgpt.agent.evaluate import evaluate
 
     if video is not None and video.suffix.lower() not in (".mp4", ".gif"):
         raise typer.BadParameter("must end with .mp4 or .gif", param_hint="--video")
@@ -84,8 +84,8 @@ def _team_eval(run_dir: Path, episodes: int, seed: int, stochastic: bool) -> boo
     factory = PETTINGZOO_ENVS.get(hp.env_id)
     if factory is None:
         return False
-    from agentgpt.envhost.registry import load_factory
-    from agentgpt.train.team_eval import evaluate_team
+    from agentgpt.agent.team_eval import evaluate_team
+    from agentgpt.core.factories import load_factory
 
     env = load_factory(factory)(**hp.env_kwargs)
     try:
@@ -114,7 +114,7 @@ def export_command(
     ] = False,
 ) -> None:
     """Export a trained agent to ONNX (see docs/onnx.md for feeding it)."""
-    from agentgpt.policy.export import export_onnx
+    from agentgpt.agent.export import export_onnx
 
     try:
         path = export_onnx(

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
-from agentgpt.train.evaluate import EvalResult, _load, _single_thread
+from agentgpt.agent.evaluate import EvalResult, _load, _single_thread
 
 if TYPE_CHECKING:
-    from agentgpt.train.agent import Agent
+    from agentgpt.agent.agent import Agent
 
 __all__ = ["evaluate_team"]
 

@@ -1,0 +1,79 @@
+"""The error vocabulary: every error type an env host answers with, its HTTP status, and
+what a client should do about it.
+
+Each error travels as ``{"error": {"type": ..., "message": ...}}`` in the request's
+encoding (``docs/protocol.md``, "Errors", is the prose twin of :data:`ERRORS`). The server
+raises errors only by these types; clients map them to exceptions and decide whether to
+retry from :attr:`ErrorKind.retry`, never by reading messages.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["ERRORS", "ErrorKind", "Retry", "kind_of"]
+
+
+class Retry(enum.Enum):
+    """What retrying a failed request can achieve."""
+
+    #: The request itself is wrong (bad key, bad field, invalid action): no retry helps.
+    NEVER = "never"
+    #: The server is unwell or busy: back off and retry the host later.
+    LATER = "later"
+    #: The env's own code failed: the env is lost, but making it again may work.
+    REMAKE = "remake"
+    #: The env is unknown to the server: it may have restarted (compare its incarnation)
+    #: or closed only this env.
+    CHECK_SERVER = "check_server"
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    """One documented error: its wire ``type``, HTTP ``status`` and retry class."""
+
+    type: str
+    status: int
+    retry: Retry
+    #: When the server answers with it (the table in docs/protocol.md).
+    meaning: str
+
+
+def _kinds(*kinds: ErrorKind) -> dict[str, ErrorKind]:
+    return {kind.type: kind for kind in kinds}
+
+
+#: Every error type, by wire name.
+ERRORS: dict[str, ErrorKind] = _kinds(
+    ErrorKind("bad_request", 400, Retry.NEVER, "the body cannot be decoded, or is not a map"),
+    ErrorKind("unauthorized", 401, Retry.NEVER, "missing or wrong API key"),
+    ErrorKind("not_found", 404, Retry.NEVER, "unknown route"),
+    ErrorKind("unknown_env", 404, Retry.NEVER, "the env name is not served here"),
+    ErrorKind(
+        "env_not_found",
+        404,
+        Retry.CHECK_SERVER,
+        "unknown, closed, idle-expired or another key's env_key",
+    ),
+    ErrorKind("method_not_allowed", 405, Retry.NEVER, "wrong HTTP method for a route"),
+    ErrorKind("ambiguous_env", 409, Retry.NEVER, "env_key left out while the caller owns several"),
+    ErrorKind("reset_needed", 409, Retry.NEVER, "step before reset, or after the end"),
+    ErrorKind("payload_too_large", 413, Retry.NEVER, "the body exceeds the size limit"),
+    ErrorKind("invalid_argument", 422, Retry.NEVER, "a field has the wrong type or value"),
+    ErrorKind("invalid_action", 422, Retry.NEVER, "the action is not in the action space"),
+    ErrorKind("unsupported_space", 422, Retry.NEVER, "a space the protocol cannot carry"),
+    ErrorKind("too_many_envs", 429, Retry.LATER, "the key would own more envs than allowed"),
+    ErrorKind("env_error", 500, Retry.REMAKE, "the env raised, or returned an unencodable value"),
+    ErrorKind("internal_error", 500, Retry.LATER, "a bug in the server"),
+)
+
+
+def kind_of(error_type: str | None, status: int | None = None) -> ErrorKind | None:
+    """The documented kind of an error answer, or None for one outside the vocabulary
+    (a proxy's answer, an older or newer server). A known type whose status disagrees
+    with the table is not trusted either."""
+    kind = ERRORS.get(error_type or "")
+    if kind is None or (status is not None and status != kind.status):
+        return None
+    return kind

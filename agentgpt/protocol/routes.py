@@ -1,0 +1,33 @@
+"""The env host's routes: one name for each, used by the server and every client.
+
+``docs/protocol.md`` ("Routes") specifies their bodies and answers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACTION_SPACE",
+    "CLOSE",
+    "GET_ROUTES",
+    "HEALTH",
+    "MAKE",
+    "MAKE_VEC",
+    "OBSERVATION_SPACE",
+    "POST_ROUTES",
+    "RESET",
+    "STEP",
+]
+
+HEALTH = "/health"
+MAKE = "/make"
+MAKE_VEC = "/make_vec"
+RESET = "/reset"
+STEP = "/step"
+CLOSE = "/close"
+ACTION_SPACE = "/action_space"
+OBSERVATION_SPACE = "/observation_space"
+
+#: Routes that take a body (POST).
+POST_ROUTES = (MAKE, MAKE_VEC, RESET, STEP, CLOSE)
+#: Routes read with GET (and HEAD); the space routes take ``?env_key=``.
+GET_ROUTES = (HEALTH, ACTION_SPACE, OBSERVATION_SPACE)
