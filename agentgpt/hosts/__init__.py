@@ -1,12 +1,17 @@
-"""Starting env servers for training: on this machine, as child processes.
+"""Where env servers run, behind one interface.
 
-:class:`LocalEnvHosts` backs ``agentgpt train ENV --env-hosts N`` when no server URL is
-given: N ``agentgpt env-server`` processes on free loopback ports, sharing a generated API
-key, that the trainer reaches over HTTP like any remote host.
+A :class:`~agentgpt.hosts.provider.HostProvider` gives the URLs of env servers, the key
+that opens them, and ``close()``, which undoes whatever starting them did.
+:class:`~agentgpt.hosts.local.LocalEnvHosts` starts N ``agentgpt env-server`` child
+processes on this machine (``agentgpt train ENV --env-hosts N``);
+:class:`~agentgpt.hosts.provider.RunningHosts` stands for servers that already run
+(``--env-url``). :func:`~agentgpt.hosts.fleet.open_fleet` turns either into a
+:class:`~agentgpt.remote.fleet.Fleet` the trainer collects from.
 """
 
 from __future__ import annotations
 
 from agentgpt.hosts.local import LocalEnvHosts
+from agentgpt.hosts.provider import HostProvider, RunningHosts
 
-__all__ = ["LocalEnvHosts"]
+__all__ = ["HostProvider", "LocalEnvHosts", "RunningHosts"]

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["API_KEY_ENV", "FleetOptions", "open_fleet", "split_envs"]
+from agentgpt.hosts.provider import HostProvider, RunningHosts
+
+__all__ = ["API_KEY_ENV", "FleetOptions", "host_provider", "open_fleet", "split_envs"]
 
 #: Environment variable read for the env servers' key when no key is given explicitly.
 API_KEY_ENV = "AGENTGPT_API_KEY"
@@ -86,6 +88,23 @@ def _per_host(options: FleetOptions, num_envs: int) -> list[int]:
     return counts * hosts if len(counts) == 1 else counts
 
 
+def host_provider(
+    options: FleetOptions,
+    *,
+    register: Mapping[str, str] | None = None,
+    log_dir: str | Path | None = None,
+) -> HostProvider:
+    """The provider of the env servers ``options`` name (not started yet): local child
+    processes for ``env_hosts``, else the servers at ``env_urls``, opened with
+    ``api_key`` or the ``AGENTGPT_API_KEY`` environment variable."""
+    if options.env_hosts:
+        from agentgpt.hosts.local import LocalEnvHosts
+
+        return LocalEnvHosts(options.env_hosts, register=dict(register or {}), log_dir=log_dir)
+    api_key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
+    return RunningHosts(options.env_urls, api_key or None)
+
+
 @contextlib.contextmanager
 def open_fleet(
     env_id: str,
@@ -101,17 +120,12 @@ def open_fleet(
     all unless ``options.envs_per_host`` says otherwise); close it, and any env servers
     started for it, on exit. ``register`` names the extra envs local hosts serve
     (``NAME -> "module:factory"``); ``log_dir`` keeps local hosts' server logs."""
-    from agentgpt.hosts.local import LocalEnvHosts
     from agentgpt.remote.fleet import Fleet
 
     with contextlib.ExitStack() as stack:
-        urls, api_key = list(options.env_urls), options.api_key
-        if api_key is None:
-            api_key = os.environ.get(API_KEY_ENV) or None
+        hosts = stack.enter_context(host_provider(options, register=register, log_dir=log_dir))
+        urls, api_key = hosts.urls, hosts.api_key
         if options.env_hosts:
-            hosts = LocalEnvHosts(options.env_hosts, register=dict(register or {}), log_dir=log_dir)
-            stack.enter_context(hosts)
-            urls, api_key = list(hosts.urls), hosts.api_key
             log.info("started %d local env servers: %s", len(urls), ", ".join(urls))
         fleet = Fleet.from_urls(
             urls,

@@ -27,9 +27,10 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 
 from agentgpt.envhost.auth import API_KEYS_ENV_VAR
+
+from agentgpt.hosts.provider import HostProvider
 
 __all__ = ["LocalEnvHosts"]
 
@@ -204,7 +205,7 @@ class _Host:
         self.process.wait()
 
 
-class LocalEnvHosts:
+class LocalEnvHosts(HostProvider):
     """N env servers on this machine, as child processes on free loopback ports.
 
     Each child runs ``agentgpt env-server`` on ``127.0.0.1`` with one API key (generated
@@ -306,17 +307,6 @@ class LocalEnvHosts:
                 self.close()
                 raise
         return self
-
-    def __enter__(self) -> LocalEnvHosts:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def kill(self, index: int) -> None:
         """SIGKILL host ``index`` and whatever it started, as a crash would.
