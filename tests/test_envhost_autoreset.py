@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import Autoreset
+from wire_client import WireClient
 
 from agentgpt import wire
 from agentgpt.envhost import EnvServer, run_server_in_thread
-from agentgpt.envhost.testing import WireClient
 
 ENCODINGS = ["json", "msgpack"]
 OBS_SPACE = gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32)  # shape/dtype for decoding

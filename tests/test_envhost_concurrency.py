@@ -7,9 +7,9 @@ import time
 
 import gymnasium
 import numpy as np
+from wire_client import WireClient
 
 from agentgpt.envhost import EnvServer
-from agentgpt.envhost.testing import WireClient
 
 
 class BlockingEnv(gymnasium.Env):

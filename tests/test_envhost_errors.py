@@ -10,9 +10,9 @@ import gymnasium
 import httpx
 import numpy as np
 import pytest
+from wire_client import WireClient
 
 from agentgpt.envhost import EnvServer, run_server_in_thread
-from agentgpt.envhost.testing import WireClient
 
 KEY = "errors-key"
 OTHER_KEY = "errors-other-key"

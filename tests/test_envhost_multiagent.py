@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pettingzoo.classic import rps_v2
+from wire_client import WireClient
 
 from agentgpt import wire
 from agentgpt.envhost import EnvServer, run_server_in_thread
-from agentgpt.envhost.testing import WireClient
 from agentgpt.envs import landmarks
 
 ENCODINGS = ["json", "msgpack"]

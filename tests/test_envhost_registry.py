@@ -7,10 +7,10 @@ import textwrap
 
 import gymnasium
 import pytest
+from wire_client import WireClient
 
-from agentgpt.envhost import errors
 from agentgpt.envhost.registry import EnvRegistry, load_factory
-from agentgpt.envhost.testing import WireClient
+from agentgpt.service import errors
 
 
 def test_lookup_finds_gymnasium_ids_and_registered_names():

@@ -6,10 +6,10 @@ import gymnasium
 import httpx
 import numpy as np
 import pytest
+from wire_client import WireClient
 
 from agentgpt import __version__, wire
 from agentgpt.envhost import EnvServer, run_server_in_thread
-from agentgpt.envhost.testing import WireClient
 
 KEY = "routes-key"
 ENCODINGS = ["json", "msgpack"]

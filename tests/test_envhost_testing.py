@@ -5,9 +5,9 @@ from __future__ import annotations
 import gymnasium
 import httpx
 import pytest
+from wire_client import WireClient
 
 from agentgpt.envhost import EnvServer, run_server_in_thread
-from agentgpt.envhost.testing import WireClient
 
 
 class CloseCounter(gymnasium.Env):

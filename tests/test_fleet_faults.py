@@ -18,7 +18,9 @@ from agentgpt import wire
 from agentgpt.envhost import EnvServer
 from agentgpt.envhost.testing import run_server_in_thread
 from agentgpt.envs import PETTINGZOO_ENVS
+from agentgpt.remote.errors import remote_error
 from agentgpt.remote.fleet import Fleet, FleetBatch, FleetDownError
+from agentgpt.remote.fleet.faults import Fault, classify, describe
 
 LANDMARKS = "agentgpt/Landmarks-v0"
 KEY = "fleet-fault-test-key"
@@ -167,6 +169,42 @@ def _answer(fleet: Fleet, batch: FleetBatch, skip=()) -> None:
 
 def _fleet_log(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "agentgpt.fleet"]
+
+
+# ------------------------------------------------------------------------ classification
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "fault"),
+    [
+        (None, "connection_error", Fault.HOST),
+        (None, "timeout", Fault.HOST),
+        (429, "too_many_envs", Fault.HOST),
+        (500, "internal_error", Fault.HOST),
+        (502, "http_error", Fault.HOST),
+        (408, "http_error", Fault.HOST),
+        (500, "env_error", Fault.ENV),
+        (404, "env_not_found", Fault.MISSING),
+        (404, "unknown_env", Fault.FATAL),
+        (401, "unauthorized", Fault.FATAL),
+        (422, "invalid_action", Fault.FATAL),
+        (409, "reset_needed", Fault.FATAL),
+        (200, "bad_response", Fault.FATAL),
+    ],
+)
+def test_the_fault_follows_from_the_error_class(status, error_type, fault):
+    assert classify(remote_error(status, error_type, "why")) is fault
+
+
+def test_errors_of_the_caller_are_fatal_and_reasons_are_short():
+    assert classify(ValueError("spaces differ")) is Fault.FATAL
+    assert describe(remote_error(None, "timeout", "POST http://h/step got none")) == (
+        "no answer in time"
+    )
+    assert describe(remote_error(None, "connection_error", "refused")) == "refused"
+    assert describe(remote_error(500, "env_error", "RuntimeError: boom")) == (
+        "HTTP 500 env_error: RuntimeError: boom"
+    )
 
 
 # ------------------------------------------------------------------------ host down

@@ -2,7 +2,8 @@
 
 A real env server only sends plain ``Content-Length`` answers; proxies and load balancers
 in front of one may send chunked bodies, interim responses, HTML error pages or close the
-connection. These tests play such peers byte for byte over real sockets.
+connection, and a URL may point at something that is no env server at all. These tests play
+such peers byte for byte over real sockets.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentgpt.remote import RemoteEnvError, Transport
-from agentgpt.remote.http11 import ProtocolError, ResponseReader
-from agentgpt.wire import MSGPACK_MEDIA_TYPE, encode
+from agentgpt.remote import (
+    AuthError,
+    ClientClosedError,
+    NoAnswerError,
+    NotFoundError,
+    ProtocolError,
+    RemoteEnvError,
+    Transport,
+    UnavailableError,
+)
+from agentgpt.remote.http11 import IncompleteResponse, MalformedResponse, ResponseReader
+from agentgpt.wire import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, encode
 
 
 def _reader_for(*pieces: bytes, close: bool = True) -> tuple[ResponseReader, socket.socket]:
@@ -90,15 +100,27 @@ def test_http_1_0_keeps_alive_only_when_asked():
     [
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",  # hung up mid-body
         b"",  # hung up before answering
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",  # mid-chunk
+    ],
+)
+def test_truncated_responses_raise(raw):
+    reader, _ = _reader_for(raw)
+    with pytest.raises(IncompleteResponse):
+        reader.read_response()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",  # not HTTP
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ],
 )
-def test_malformed_or_truncated_responses_raise(raw):
+def test_malformed_responses_raise(raw):
     reader, _ = _reader_for(raw)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(MalformedResponse):
         reader.read_response()
 
 
@@ -169,6 +191,7 @@ def test_transport_writes_one_well_formed_request_and_reconnects_after_close():
             transport.post("/reset", {})
         transport.close()
     assert (raised.value.status, raised.value.error_type) == (503, "http_error")
+    assert type(raised.value) is UnavailableError
     assert "maintenance" in raised.value.message
     first = requests[0]
     assert first.startswith(b"POST /prefix/step HTTP/1.1\r\n")
@@ -182,7 +205,7 @@ def test_transport_writes_one_well_formed_request_and_reconnects_after_close():
 def test_closed_transport_refuses_requests():
     transport = Transport("http://127.0.0.1:9")
     transport.close()
-    with pytest.raises(RemoteEnvError) as raised:
+    with pytest.raises(ClientClosedError) as raised:
         transport.post("/step", {})
     assert (raised.value.status, raised.value.error_type) == (None, "closed")
 
@@ -191,3 +214,90 @@ def test_closed_transport_refuses_requests():
 def test_bad_urls_are_rejected(url):
     with pytest.raises(ValueError, match="url"):
         Transport(url)
+
+
+def _answer(status: str, content_type: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        status.encode(),
+        content_type,
+        len(body),
+        body,
+    )
+
+
+_HTML = b"text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls", "status", "error_type"),
+    [
+        # Proxies and load balancers in front of an env server: the status says it all.
+        (
+            _answer("502 Bad Gateway", _HTML, b"<h1>bad gateway</h1>"),
+            UnavailableError,
+            502,
+            "http_error",
+        ),
+        (_answer("504 Gateway Timeout", _HTML, b""), UnavailableError, 504, "http_error"),
+        (_answer("401 Unauthorized", _HTML, b"login first"), AuthError, 401, "http_error"),
+        (
+            _answer("404 Not Found", b"text/plain", b"no such path"),
+            NotFoundError,
+            404,
+            "http_error",
+        ),
+        # A server in the protocol's shape, with an error the vocabulary has.
+        (
+            _answer(
+                "500 Internal Server Error",
+                MSGPACK_MEDIA_TYPE.encode(),
+                encode({"error": {"type": "internal_error", "message": "bug"}}, MSGPACK_MEDIA_TYPE),
+            ),
+            UnavailableError,
+            500,
+            "internal_error",
+        ),
+        # Peers that are not env servers.
+        (_answer("200 OK", _HTML, b"<html>welcome</html>"), ProtocolError, 200, "bad_response"),
+        (
+            _answer("200 OK", JSON_MEDIA_TYPE.encode(), b"[1, 2]"),
+            ProtocolError,
+            200,
+            "bad_response",
+        ),
+        (
+            _answer("200 OK", JSON_MEDIA_TYPE.encode(), b"{not json"),
+            ProtocolError,
+            200,
+            "bad_response",
+        ),
+        (
+            _answer(
+                "418 I'm a teapot",
+                JSON_MEDIA_TYPE.encode(),
+                b'{"error": {"type": "teapot", "message": "short and stout"}}',
+            ),
+            ProtocolError,
+            418,
+            "teapot",
+        ),
+        (_answer("301 Moved Permanently", _HTML, b"moved"), ProtocolError, 301, "http_error"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", ProtocolError, None, "bad_response"),
+        # Hanging up mid-answer is a server going away, not a foreign one.
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort",
+            NoAnswerError,
+            None,
+            "connection_error",
+        ),
+    ],
+)
+def test_foreign_peers_raise_the_error_their_answer_calls_for(answer, cls, status, error_type):
+    with _scripted_server([answer]) as (url, _):
+        transport = Transport(url, encoding="json")
+        with pytest.raises(RemoteEnvError) as raised:
+            transport.post("/step", {"action": 0})
+        transport.close()
+    assert type(raised.value) is cls
+    assert (raised.value.status, raised.value.error_type) == (status, error_type)
+    assert raised.value.message

@@ -108,8 +108,8 @@ def env_server(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Host Gymnasium and PettingZoo envs over HTTP (see docs/protocol.md)."""
-    from agentgpt.envhost.auth import keys_from_env, keys_from_file
     from agentgpt.envhost.server import EnvServer
+    from agentgpt.service.keys import keys_from_env, keys_from_file
 
     _configure_logging(log_level)
 

@@ -18,35 +18,21 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from gymnasium.vector import AutoresetMode
 
 from agentgpt import wire
 from agentgpt.envhost import errors
+from agentgpt.protocol.answers import reset_answer, step_answer
+from agentgpt.protocol.autoreset import WIRE_INFO_NAMES
+from agentgpt.protocol.fields import FINAL_INFO, FINAL_OBSERVATION, RESET_MASK
+from agentgpt.protocol.requests import short_repr
 
 __all__ = [
-    "AUTORESET_MODES",
     "EnvAdapter",
     "SingleEnvAdapter",
     "VectorEnvAdapter",
     "MultiAgentAdapter",
     "space_wire_or_error",
 ]
-
-#: Wire names of the autoreset modes, mapped to Gymnasium's vector enum.
-AUTORESET_MODES: dict[str, AutoresetMode] = {
-    "next_step": AutoresetMode.NEXT_STEP,
-    "same_step": AutoresetMode.SAME_STEP,
-    "disabled": AutoresetMode.DISABLED,
-}
-
-_REPR_LIMIT = 200
-
-
-def _short_repr(obj: Any) -> str:
-    if isinstance(obj, np.ndarray):
-        obj = obj.tolist()
-    text = repr(obj)
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
 
 
 def space_wire_or_error(space: gymnasium.Space, what: str) -> dict[str, Any]:
@@ -63,14 +49,14 @@ def parse_action(space: gymnasium.Space, obj: Any, label: str = "action") -> Any
         value = wire.value_from_wire(space, obj)
     except wire.WireError as exc:
         raise errors.invalid_action(
-            f"{label} {_short_repr(obj)} is not a valid value of {space}: {exc}"
+            f"{label} {short_repr(obj)} is not a valid value of {space}: {exc}"
         ) from exc
     try:
         inside = space.contains(value)
     except Exception:  # a space that chokes on the value has the same answer: not in it
         inside = False
     if not inside:
-        raise errors.invalid_action(f"{label} {_short_repr(obj)} is not in {space}")
+        raise errors.invalid_action(f"{label} {short_repr(obj)} is not in {space}")
     return value
 
 
@@ -135,16 +121,6 @@ class EnvAdapter:
         self._pending_seed = None
         return seed
 
-    def make_response(self) -> dict[str, Any]:
-        """The fields of the ``/make`` response that describe the env."""
-        return {
-            "num_envs": self.num_envs,
-            "observation_space": self.observation_space_wire,
-            "action_space": self.action_space_wire,
-            "agents": self.agents,
-            "autoreset_mode": self.autoreset_mode,
-        }
-
 
 class SingleEnvAdapter(EnvAdapter):
     """A ``gymnasium.Env`` with the three autoreset modes implemented here."""
@@ -169,7 +145,7 @@ class SingleEnvAdapter(EnvAdapter):
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
         seed = self._reset_seed(seed)
         obs, info = self._reset_env(seed, options)
-        return {"observation": _to_wire(self.observation_space, obs, "observation"), "info": info}
+        return reset_answer(_to_wire(self.observation_space, obs, "observation"), info)
 
     def step(self, action: Any) -> dict[str, Any]:
         if not self._has_reset:
@@ -182,13 +158,9 @@ class SingleEnvAdapter(EnvAdapter):
                 )
             # next_step: this step only resets, ignoring the action (Gymnasium 1.x).
             obs, info = self._reset_env(None, None)
-            return {
-                "observation": _to_wire(self.observation_space, obs, "observation"),
-                "reward": 0.0,
-                "terminated": False,
-                "truncated": False,
-                "info": info,
-            }
+            return step_answer(
+                _to_wire(self.observation_space, obs, "observation"), 0.0, False, False, info
+            )
         try:
             obs, reward, terminated, truncated, info = self.env.step(value)
             reward, terminated, truncated = float(reward), bool(terminated), bool(truncated)
@@ -199,41 +171,14 @@ class SingleEnvAdapter(EnvAdapter):
         if terminated or truncated:
             if self.autoreset_mode == "same_step":
                 new_obs, new_info = self._reset_env(None, None)
-                info = {**new_info, "final_observation": obs_wire, "final_info": info}
+                info = {**new_info, FINAL_OBSERVATION: obs_wire, FINAL_INFO: info}
                 obs_wire = _to_wire(self.observation_space, new_obs, "observation")
             else:
                 self._episode_over = True
-        return {
-            "observation": obs_wire,
-            "reward": reward,
-            "terminated": terminated,
-            "truncated": truncated,
-            "info": info,
-        }
+        return step_answer(obs_wire, reward, terminated, truncated, info)
 
     def close(self) -> None:
         self.env.close()
-
-
-def _parse_vector_seed(seed: Any, num_envs: int) -> int | list[int | None] | None:
-    if seed is None or (isinstance(seed, int) and not isinstance(seed, bool)):
-        return seed
-    if isinstance(seed, list):
-        if len(seed) != num_envs:
-            raise errors.invalid_argument(
-                f"seed must be an integer or a list of {num_envs} seeds, got {len(seed)} items"
-            )
-        for item in seed:
-            if item is not None and (
-                not isinstance(item, int) or isinstance(item, bool) or item < 0
-            ):
-                raise errors.invalid_argument(
-                    f"each seed must be a non-negative integer or null, got {_short_repr(item)}"
-                )
-        return seed
-    raise errors.invalid_argument(
-        f"seed must be an integer, a list of integers or null, got {_short_repr(seed)}"
-    )
 
 
 class VectorEnvAdapter(EnvAdapter):
@@ -255,28 +200,10 @@ class VectorEnvAdapter(EnvAdapter):
         )
         self._episode_over = np.zeros(self.num_envs, dtype=bool)
 
-    def _parse_options(self, options: dict[str, Any] | None) -> tuple[dict | None, Any]:
-        if not options or "reset_mask" not in options:
-            return options, None
-        raw = options["reset_mask"]
-        if isinstance(raw, np.ndarray):
-            raw = raw.tolist()
-        if (
-            not isinstance(raw, list)
-            or len(raw) != self.num_envs
-            or not all(isinstance(x, bool) for x in raw)
-            or not any(raw)  # Gymnasium refuses a mask that resets nothing
-        ):
-            raise errors.invalid_argument(
-                f"options.reset_mask must be a list of {self.num_envs} booleans with at least"
-                f" one true, got {_short_repr(raw)}"
-            )
-        mask = np.array(raw, dtype=bool)
-        return {**options, "reset_mask": mask}, mask
-
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
-        seed = _parse_vector_seed(seed, self.num_envs)
-        options, mask = self._parse_options(options)
+        """``seed`` and ``options`` as :func:`~agentgpt.protocol.requests.parse_reset`
+        reads them for a vector env (``options["reset_mask"]``: a boolean array)."""
+        mask = options.get(RESET_MASK) if options else None
         seed = self._reset_seed(seed)
         try:
             obs, info = self.env.reset(seed=seed, options=options)
@@ -287,19 +214,17 @@ class VectorEnvAdapter(EnvAdapter):
             self._episode_over[:] = False
         else:
             self._episode_over[mask] = False
-        return {
-            "observation": _to_wire(self.observation_space, obs, "observation"),
-            "info": self._wire_info(info),
-        }
+        return reset_answer(
+            _to_wire(self.observation_space, obs, "observation"), self._wire_info(info)
+        )
 
     def _wire_info(self, info: Any) -> dict[str, Any]:
         info = _info_map(info)
-        if "final_obs" in info or "_final_obs" in info:
+        if any(name in info for name in WIRE_INFO_NAMES):
             info = dict(info)
-            if "final_obs" in info:
-                info["final_observation"] = info.pop("final_obs")
-            if "_final_obs" in info:
-                info["_final_observation"] = info.pop("_final_obs")
+            for name, wire_name in WIRE_INFO_NAMES.items():
+                if name in info:
+                    info[wire_name] = info.pop(name)
         return info
 
     def step(self, action: Any) -> dict[str, Any]:
@@ -319,13 +244,13 @@ class VectorEnvAdapter(EnvAdapter):
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         self._episode_over = terminated | truncated
-        return {
-            "observation": _to_wire(self.observation_space, obs, "observation"),
-            "reward": np.asarray(reward, dtype=np.float64),
-            "terminated": terminated,
-            "truncated": truncated,
-            "info": self._wire_info(info),
-        }
+        return step_answer(
+            _to_wire(self.observation_space, obs, "observation"),
+            np.asarray(reward, dtype=np.float64),
+            terminated,
+            truncated,
+            self._wire_info(info),
+        )
 
     def close(self) -> None:
         self.env.close()
@@ -386,7 +311,7 @@ class MultiAgentAdapter(EnvAdapter):
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
         seed = self._reset_seed(seed)
         observations, infos = self._reset_env(seed, options)
-        return {"observation": self._obs_list(observations), "info": self._info_list(infos)}
+        return reset_answer(self._obs_list(observations), self._info_list(infos))
 
     def _info_list(self, infos: dict) -> list[Any]:
         return self._per_agent(infos, _info_map)
@@ -394,13 +319,13 @@ class MultiAgentAdapter(EnvAdapter):
     def _reset_step(self) -> dict[str, Any]:
         observations, infos = self._reset_env(None, None)
         live = [a in observations for a in self._ids]
-        return {
-            "observation": self._obs_list(observations),
-            "reward": [0.0 if on else None for on in live],
-            "terminated": [False if on else None for on in live],
-            "truncated": [False if on else None for on in live],
-            "info": self._info_list(infos),
-        }
+        return step_answer(
+            self._obs_list(observations),
+            [0.0 if on else None for on in live],
+            [False if on else None for on in live],
+            [False if on else None for on in live],
+            self._info_list(infos),
+        )
 
     def _parse_actions(self, action: Any) -> dict[Any, Any]:
         if isinstance(action, tuple):
@@ -408,7 +333,7 @@ class MultiAgentAdapter(EnvAdapter):
         if not isinstance(action, list) or len(action) != len(self._ids):
             raise errors.invalid_action(
                 f"action must be a list of {len(self._ids)} entries, one per agent in the"
-                f" order {self.agents} (null for absent agents), got {_short_repr(action)}"
+                f" order {self.agents} (null for absent agents), got {short_repr(action)}"
             )
         live = set(self.env.agents)
         actions = {}
@@ -438,31 +363,28 @@ class MultiAgentAdapter(EnvAdapter):
             over = not self.env.agents
         except Exception as exc:
             raise errors.env_error(exc) from exc
-        response = {
-            "observation": self._obs_list(observations),
-            "reward": self._per_agent(rewards, float),
-            "terminated": self._per_agent(terminations, bool),
-            "truncated": self._per_agent(truncations, bool),
-            "info": self._info_list(infos),
-        }
+        obs_list = self._obs_list(observations)
+        reward_list = self._per_agent(rewards, float)
+        terminated_list = self._per_agent(terminations, bool)
+        truncated_list = self._per_agent(truncations, bool)
+        info_list = self._info_list(infos)
         if over and self.autoreset_mode == "same_step":
-            final_obs, final_infos = response["observation"], response["info"]
+            final_obs, final_infos = obs_list, info_list
             new_observations, new_infos = self._reset_env(None, None)
-            merged = []
+            info_list = []
             for i, agent in enumerate(self._ids):
                 entry = None
                 if agent in new_observations or agent in new_infos:
                     entry = dict(_info_map(new_infos.get(agent)))
                 if agent in observations or agent in infos:
                     entry = entry if entry is not None else {}
-                    entry["final_observation"] = final_obs[i]
-                    entry["final_info"] = final_infos[i] if final_infos[i] is not None else {}
-                merged.append(entry)
-            response["observation"] = self._obs_list(new_observations)
-            response["info"] = merged
+                    entry[FINAL_OBSERVATION] = final_obs[i]
+                    entry[FINAL_INFO] = final_infos[i] if final_infos[i] is not None else {}
+                info_list.append(entry)
+            obs_list = self._obs_list(new_observations)
         else:
             self._episode_over = over
-        return response
+        return step_answer(obs_list, reward_list, terminated_list, truncated_list, info_list)
 
     def close(self) -> None:
         self.env.close()

@@ -14,13 +14,14 @@ import gymnasium
 
 from agentgpt.envhost import errors
 from agentgpt.envhost.adapters import (
-    AUTORESET_MODES,
     EnvAdapter,
     MultiAgentAdapter,
     SingleEnvAdapter,
     VectorEnvAdapter,
 )
 from agentgpt.envhost.registry import EnvSource
+from agentgpt.protocol.autoreset import autoreset_mode_from_wire
+from agentgpt.protocol.requests import MakeRequest, MakeVecRequest
 
 __all__ = ["build_single", "build_vector", "is_multi_agent"]
 
@@ -61,15 +62,10 @@ def _adapt_or_close(env: Any, build: Any) -> EnvAdapter:
         raise
 
 
-def build_single(
-    source: EnvSource,
-    kwargs: dict[str, Any],
-    render_mode: str | None,
-    autoreset_mode: str,
-    seed: int | None,
-) -> EnvAdapter:
-    """A single-agent or multi-agent env behind its adapter."""
-    env_kwargs = _env_kwargs(kwargs, render_mode)
+def build_single(source: EnvSource, request: MakeRequest) -> EnvAdapter:
+    """A single-agent or multi-agent env behind its adapter, as ``/make`` asked."""
+    env_kwargs = _env_kwargs(request.kwargs, request.render_mode)
+    autoreset_mode, seed = request.autoreset_mode, request.seed
     try:
         if source.factory is not None:
             env = source.factory(**env_kwargs)
@@ -95,18 +91,12 @@ def build_single(
     return _adapt_or_close(env, lambda: SingleEnvAdapter(env, autoreset_mode, seed))
 
 
-def build_vector(
-    source: EnvSource,
-    num_envs: int,
-    vectorization_mode: str,
-    kwargs: dict[str, Any],
-    render_mode: str | None,
-    autoreset_mode: str,
-    seed: int | None,
-) -> EnvAdapter:
-    """A Gymnasium vector env of ``num_envs`` copies behind its adapter."""
-    env_kwargs = _env_kwargs(kwargs, render_mode)
-    mode = AUTORESET_MODES[autoreset_mode]
+def build_vector(source: EnvSource, request: MakeVecRequest) -> EnvAdapter:
+    """A Gymnasium vector env of ``num_envs`` copies behind its adapter, as ``/make_vec``
+    asked."""
+    env_kwargs = _env_kwargs(request.kwargs, request.render_mode)
+    num_envs, vectorization_mode = request.num_envs, request.vectorization_mode
+    mode = autoreset_mode_from_wire(request.autoreset_mode)
     try:
         if source.factory is None:
             venv = gymnasium.make_vec(
@@ -122,7 +112,9 @@ def build_vector(
         raise
     except Exception as exc:
         raise errors.env_error(exc) from exc
-    return _adapt_or_close(venv, lambda: VectorEnvAdapter(venv, autoreset_mode, seed))
+    return _adapt_or_close(
+        venv, lambda: VectorEnvAdapter(venv, request.autoreset_mode, request.seed)
+    )
 
 
 def _build_registered_vector(

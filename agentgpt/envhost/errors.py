@@ -1,108 +1,69 @@
-"""The server's error vocabulary: every failure a client can see, with its HTTP status.
+"""The errors the env server's routes raise, beyond those of the HTTP layer.
 
-Each error travels as ``{"error": {"type": ..., "message": ...}}`` in the request's encoding
-(see ``docs/protocol.md``, "Errors"). Raising an :class:`ApiError` anywhere in request
-handling is the only way to produce one, so the status/type pairs below are the complete,
-documented list.
+Each is an :class:`~agentgpt.service.errors.ApiError` of a documented type whose status
+comes from the protocol's vocabulary (``docs/protocol.md``, "Errors"). Env code failing is
+reported as ``env_error`` with the exception's type and message, never its traceback, which
+the server keeps for its log and for debug mode. :class:`ApiError` itself is here too, so
+env-server code raises and catches its errors through this one module.
 """
 
 from __future__ import annotations
 
-import traceback
-from typing import Any
+from agentgpt.service.errors import ApiError, api_error, traceback_of
 
 __all__ = [
     "ApiError",
-    "bad_request",
-    "unauthorized",
-    "not_found",
-    "unknown_env",
-    "env_not_found",
-    "method_not_allowed",
     "ambiguous_env",
-    "reset_needed",
-    "payload_too_large",
-    "invalid_argument",
-    "invalid_action",
-    "unsupported_space",
-    "too_many_envs",
     "env_error",
-    "internal_error",
-    "error_body",
+    "env_not_found",
+    "invalid_action",
+    "invalid_argument",
+    "reset_needed",
+    "too_many_envs",
+    "unencodable_answer",
+    "unknown_env",
+    "unsupported_space",
 ]
 
 
-class ApiError(Exception):
-    """A failure with a documented status and type, shown to the client as is."""
-
-    def __init__(
-        self,
-        status: int,
-        error_type: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-        debug_traceback: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.headers = headers
-        #: Shown to the client only when the server runs with ``debug=True``.
-        self.debug_traceback = debug_traceback
-
-
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "bad_request", message)
-
-
-def unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
-
-
-def not_found(message: str) -> ApiError:
-    return ApiError(404, "not_found", message)
-
-
 def unknown_env(message: str) -> ApiError:
-    return ApiError(404, "unknown_env", message)
+    """The env name is not served here."""
+    return api_error("unknown_env", message)
 
 
 def env_not_found(message: str) -> ApiError:
-    return ApiError(404, "env_not_found", message)
-
-
-def method_not_allowed(message: str, allowed: str | None = None) -> ApiError:
-    headers = {"Allow": allowed} if allowed else None
-    return ApiError(405, "method_not_allowed", message, headers=headers)
+    """An unknown, closed, idle-expired or another key's ``env_key``."""
+    return api_error("env_not_found", message)
 
 
 def ambiguous_env(message: str) -> ApiError:
-    return ApiError(409, "ambiguous_env", message)
+    """``env_key`` left out while the caller owns several envs."""
+    return api_error("ambiguous_env", message)
 
 
 def reset_needed(message: str) -> ApiError:
-    return ApiError(409, "reset_needed", message)
-
-
-def payload_too_large(message: str) -> ApiError:
-    return ApiError(413, "payload_too_large", message)
+    """A step before the first reset, or after the episode ended."""
+    return api_error("reset_needed", message)
 
 
 def invalid_argument(message: str) -> ApiError:
-    return ApiError(422, "invalid_argument", message)
+    """A field has the wrong type or value."""
+    return api_error("invalid_argument", message)
 
 
 def invalid_action(message: str) -> ApiError:
-    return ApiError(422, "invalid_action", message)
+    """The action is not in the action space."""
+    return api_error("invalid_action", message)
 
 
 def unsupported_space(message: str) -> ApiError:
-    return ApiError(422, "unsupported_space", message)
+    """The env has a space the protocol cannot carry."""
+    return api_error("unsupported_space", message)
 
 
 def too_many_envs(message: str) -> ApiError:
-    return ApiError(429, "too_many_envs", message)
+    """The key would own more sub-envs than the server allows."""
+    return api_error("too_many_envs", message)
 
 
 def env_error(exc: BaseException) -> ApiError:
@@ -110,21 +71,11 @@ def env_error(exc: BaseException) -> ApiError:
 
     The traceback is kept on the error so the server can log it and, in debug mode, send it.
     """
-    message = f"{type(exc).__name__}: {exc}"
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return ApiError(500, "env_error", message, debug_traceback=tb)
+    return api_error("env_error", f"{type(exc).__name__}: {exc}", debug_traceback=traceback_of(exc))
 
 
-def internal_error(exc: BaseException) -> ApiError:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return ApiError(
-        500, "internal_error", f"internal server error ({type(exc).__name__})", debug_traceback=tb
+def unencodable_answer(exc: Exception) -> ApiError:
+    """A route's answer holds something the encoding cannot carry (an env's odd output)."""
+    return api_error(
+        "env_error", f"the env's output cannot be encoded: {type(exc).__name__}: {exc}"
     )
-
-
-def error_body(error: ApiError, debug: bool = False) -> dict[str, Any]:
-    """The wire form of ``error``; the traceback is included only in debug mode."""
-    body: dict[str, Any] = {"type": error.error_type, "message": error.message}
-    if debug and error.debug_traceback:
-        body["traceback"] = error.debug_traceback
-    return {"error": body}

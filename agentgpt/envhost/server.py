@@ -3,7 +3,7 @@
 ``EnvServer`` owns the state (API keys, the registry of envs that may be made, the env table,
 the worker threads that run env calls) and implements each route as a handler on plain maps.
 The HTTP side (a Starlette app: auth, body limits, content negotiation, error rendering) is
-built in :mod:`agentgpt.envhost.app`, and :mod:`agentgpt.envhost.serving` hands it to uvicorn.
+built with the service kit (:mod:`agentgpt.service`), which also hands it to uvicorn.
 """
 
 from __future__ import annotations
@@ -14,18 +14,33 @@ import logging
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from agentgpt._version import __version__
 from agentgpt.envhost import errors
-from agentgpt.envhost.adapters import AUTORESET_MODES
-from agentgpt.envhost.app import Payload, protocol_app
-from agentgpt.envhost.auth import ApiKeys
 from agentgpt.envhost.builders import build_single, build_vector
 from agentgpt.envhost.registry import EnvRegistry, Factory
-from agentgpt.envhost.serving import uvicorn_config
 from agentgpt.envhost.sessions import EnvTable, Session
 from agentgpt.envhost.workers import WorkerPool
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import (
+    action_space_answer,
+    closed_answer,
+    health_answer,
+    made_answer,
+    observation_space_answer,
+)
+from agentgpt.protocol.errors import ProtocolViolation
+from agentgpt.protocol.requests import (
+    parse_env_key,
+    parse_make,
+    parse_make_vec,
+    parse_reset,
+    parse_step_action,
+)
+from agentgpt.service.app import Payload, service_app
+from agentgpt.service.keys import ApiKeys
+from agentgpt.service.serving import uvicorn_config
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
@@ -41,74 +56,22 @@ DEFAULT_MAX_ENVS_PER_KEY = 256
 DEFAULT_IDLE_TIMEOUT = 3600.0
 _SHUTDOWN_CLOSE_TIMEOUT = 10.0
 
-_VECTORIZATION_MODES = ("sync", "async")
+# ---------------------------------------------------------------------------- requests
+
+T = TypeVar("T")
 
 
-# ---------------------------------------------------------------------------- field parsing
+def _refused(violation: ProtocolViolation) -> errors.ApiError:
+    """The answer to a request that breaks the protocol: its documented type and status."""
+    return errors.ApiError(violation.kind.status, violation.error_type, violation.message)
 
 
-def _int_field(payload: Payload, name: str) -> int | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise errors.invalid_argument(f"{name} must be an integer, got {value!r}")
-    return value
-
-
-def _seed_field(payload: Payload) -> int | None:
-    seed = _int_field(payload, "seed")
-    if seed is not None and seed < 0:
-        raise errors.invalid_argument(f"seed must be non-negative, got {seed}")
-    return seed
-
-
-def _str_field(payload: Payload, name: str) -> str | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise errors.invalid_argument(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _map_field(payload: Payload, name: str) -> dict[str, Any] | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise errors.invalid_argument(f"{name} must be a map with string keys, got {value!r}")
-    return value
-
-
-def _choice_field(payload: Payload, name: str, choices: Any, default: str) -> str:
-    value = payload.get(name)
-    if value is None:
-        return default
-    if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise errors.invalid_argument(f"{name} must be one of {options} or null, got {value!r}")
-    return value
-
-
-def _env_name(payload: Payload) -> str:
-    name = _str_field(payload, "env_name")
-    alias = _str_field(payload, "env_id")
-    if name is not None and alias is not None and name != alias:
-        raise errors.invalid_argument("env_name and env_id (its alias) disagree; send one")
-    name = name or alias
-    if name is None:
-        raise errors.invalid_argument("env_name is required (a Gymnasium id such as CartPole-v1)")
-    return name
-
-
-def _render_mode(payload: Payload) -> str | None:
-    mode = _str_field(payload, "render_mode")
-    if mode == "human":
-        raise errors.invalid_argument(
-            "render_mode 'human' is not available: the server has no screen (use 'rgb_array')"
-        )
-    return mode
+def _parse(parse: Callable[..., T], payload: Payload, *args: Any) -> T:
+    """``parse(payload, *args)``, a protocol violation answered as :func:`_refused`."""
+    try:
+        return parse(payload, *args)
+    except ProtocolViolation as violation:
+        raise _refused(violation) from None
 
 
 # ---------------------------------------------------------------------------- the server
@@ -145,23 +108,25 @@ class EnvServer:
         self._workers: WorkerPool | None = None
         self._closing: set[asyncio.Task] = set()
         #: The ASGI application (Starlette).
-        self.app = protocol_app(
+        self.app = service_app(
             post={
-                "/step": self._step,
-                "/reset": self._reset,
-                "/make": self._make,
-                "/make_vec": self._make_vec,
-                "/close": self._close,
+                routes.STEP: self._step,
+                routes.RESET: self._reset,
+                routes.MAKE: self._make,
+                routes.MAKE_VEC: self._make_vec,
+                routes.CLOSE: self._close,
             },
             get={
-                "/action_space": self._action_space,
-                "/observation_space": self._observation_space,
+                routes.ACTION_SPACE: self._action_space,
+                routes.OBSERVATION_SPACE: self._observation_space,
             },
-            health=self._health,
+            public={routes.HEALTH: self._health},
             keys=self.keys,
             max_body_bytes=self.max_body_bytes,
             debug=debug,
             lifespan=self._lifespan,
+            unencodable=errors.unencodable_answer,
+            logger=logger,
         )
 
     # ------------------------------------------------------------------ running
@@ -246,41 +211,27 @@ class EnvServer:
     # ------------------------------------------------------------------ routes
 
     def _health(self) -> Payload:
-        return {"status": "ok", "version": __version__, "incarnation": self.incarnation}
+        return health_answer(__version__, self.incarnation)
 
     async def _make(self, owner: str, payload: Payload) -> Payload:
-        source = self.registry.lookup(_env_name(payload))
-        seed = _seed_field(payload)
-        kwargs = _map_field(payload, "kwargs") or {}
-        render_mode = _render_mode(payload)
-        autoreset = _choice_field(payload, "autoreset_mode", AUTORESET_MODES, "disabled")
+        request = _parse(parse_make, payload)
+        source = self.registry.lookup(request.env_name)
         self.table.reserve(owner, 1)
         try:
-            adapter = await self._in_thread(
-                build_single, source, kwargs, render_mode, autoreset, seed
-            )
+            adapter = await self._in_thread(build_single, source, request)
         except BaseException:
             self.table.release(owner, 1)
             raise
         return self._made(owner, source.name, adapter)
 
     async def _make_vec(self, owner: str, payload: Payload) -> Payload:
-        source = self.registry.lookup(_env_name(payload))
-        num_envs = _int_field(payload, "num_envs")
-        if num_envs is None or num_envs < 1:
-            raise errors.invalid_argument(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        mode = _choice_field(payload, "vectorization_mode", _VECTORIZATION_MODES, "sync")
-        seed = _seed_field(payload)
-        kwargs = _map_field(payload, "kwargs") or {}
-        render_mode = _render_mode(payload)
-        autoreset = _choice_field(payload, "autoreset_mode", AUTORESET_MODES, "next_step")
-        self.table.reserve(owner, num_envs)
+        request = _parse(parse_make_vec, payload)
+        source = self.registry.lookup(request.env_name)
+        self.table.reserve(owner, request.num_envs)
         try:
-            adapter = await self._in_thread(
-                build_vector, source, num_envs, mode, kwargs, render_mode, autoreset, seed
-            )
+            adapter = await self._in_thread(build_vector, source, request)
         except BaseException:
-            self.table.release(owner, num_envs)
+            self.table.release(owner, request.num_envs)
             raise
         return self._made(owner, source.name, adapter)
 
@@ -294,44 +245,47 @@ class EnvServer:
             adapter.num_envs,
             owner,
         )
-        return {
-            "env_key": session.key,
-            **adapter.make_response(),
-            "incarnation": self.incarnation,
-        }
+        return made_answer(
+            env_key=session.key,
+            num_envs=adapter.num_envs,
+            observation_space=adapter.observation_space_wire,
+            action_space=adapter.action_space_wire,
+            agents=adapter.agents,
+            autoreset_mode=adapter.autoreset_mode,
+            incarnation=self.incarnation,
+        )
 
     async def _reset(self, owner: str, payload: Payload) -> Payload:
-        session = self.table.get(owner, _str_field(payload, "env_key"))
-        if session.adapter.kind == "vector":
-            seed = payload.get("seed")  # an integer or a per-sub-env list; the adapter checks
-            if isinstance(seed, int) and not isinstance(seed, bool) and seed < 0:
-                raise errors.invalid_argument(f"seed must be non-negative, got {seed}")
-        else:
-            seed = _seed_field(payload)
-        options = _map_field(payload, "options")
-        return await self._call(session, session.adapter.reset, seed, options)
+        session = self.table.get(owner, _parse(parse_env_key, payload))
+        adapter = session.adapter
+        num_envs = adapter.num_envs if adapter.kind == "vector" else None
+        request = _parse(parse_reset, payload, num_envs)
+        return await self._call(session, adapter.reset, request.seed, request.options)
 
     async def _step(self, owner: str, payload: Payload) -> Payload:
-        session = self.table.get(owner, _str_field(payload, "env_key"))
-        if "action" not in payload:
-            raise errors.invalid_argument("action is required")
-        return await self._call(session, session.adapter.step, payload["action"])
+        # The hot path: parsed inline, without _parse's extra call.
+        try:
+            session = self.table.get(owner, parse_env_key(payload))
+            action = parse_step_action(payload)
+        except ProtocolViolation as violation:
+            raise _refused(violation) from None
+        return await self._call(session, session.adapter.step, action)
 
     async def _close(self, owner: str, payload: Payload) -> Payload:
-        session = self.table.get(owner, _str_field(payload, "env_key"))
-        self.table.remove(session, "closed by POST /close")
+        session = self.table.get(owner, _parse(parse_env_key, payload))
+        self.table.remove(session, f"closed by POST {routes.CLOSE}")
         if session.close_task is not None:
             # Answer once the env is really closed, so its resources are free on return.
             await asyncio.shield(session.close_task)
         logger.info("closed env %s (%s) for %s", session.key, session.name, owner)
-        return {"closed": True, "env_key": session.key}
+        return closed_answer(session.key)
 
     async def _action_space(self, owner: str, payload: Payload) -> Payload:
-        session = self.table.get(owner, _str_field(payload, "env_key"))
+        session = self.table.get(owner, _parse(parse_env_key, payload))
         self.table.touch(session)
-        return {"action_space": session.adapter.action_space_wire}
+        return action_space_answer(session.adapter.action_space_wire)
 
     async def _observation_space(self, owner: str, payload: Payload) -> Payload:
-        session = self.table.get(owner, _str_field(payload, "env_key"))
+        session = self.table.get(owner, _parse(parse_env_key, payload))
         self.table.touch(session)
-        return {"observation_space": session.adapter.observation_space_wire}
+        return observation_space_answer(session.adapter.observation_space_wire)

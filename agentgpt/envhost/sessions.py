@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from agentgpt.envhost import errors
 from agentgpt.envhost.adapters import EnvAdapter
+from agentgpt.protocol import routes
+from agentgpt.protocol.fields import ENV_KEY
 
 __all__ = ["Session", "EnvTable"]
 
@@ -78,7 +80,7 @@ class EnvTable:
         if held + num_envs > self.max_envs_per_key:
             raise errors.too_many_envs(
                 f"this API key holds {held} sub-envs; {num_envs} more would exceed the limit of"
-                f" {self.max_envs_per_key}. Close envs you no longer need (POST /close)."
+                f" {self.max_envs_per_key}. Close envs you no longer need (POST {routes.CLOSE})."
             )
         self._counts[owner] = held + num_envs
 
@@ -101,10 +103,12 @@ class EnvTable:
         if env_key is None:
             owned = self._by_owner.get(owner)
             if not owned:
-                raise errors.env_not_found("this API key owns no env; make one with POST /make")
+                raise errors.env_not_found(
+                    f"this API key owns no env; make one with POST {routes.MAKE}"
+                )
             if len(owned) > 1:
                 raise errors.ambiguous_env(
-                    f"this API key owns {len(owned)} envs; say which one with env_key"
+                    f"this API key owns {len(owned)} envs; say which one with {ENV_KEY}"
                 )
             session = next(iter(owned.values()))
         else:
@@ -152,4 +156,4 @@ class EnvTable:
         tomb = self._tombstones.get(env_key)
         if tomb is not None and tomb[0] == owner:
             return f"env {env_key!r} no longer exists: {tomb[1]}"
-        return f"no env with env_key {env_key!r} for this API key"
+        return f"no env with {ENV_KEY} {env_key!r} for this API key"

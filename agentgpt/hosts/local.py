@@ -28,9 +28,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from agentgpt.envhost.auth import API_KEYS_ENV_VAR
-
 from agentgpt.hosts.provider import HostProvider
+from agentgpt.protocol.keys import API_KEYS_ENV_VAR
 
 __all__ = ["LocalEnvHosts"]
 

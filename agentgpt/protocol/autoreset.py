@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from gymnasium.vector import AutoresetMode
 
-__all__ = ["AUTORESET_MODES", "autoreset_mode_from_wire", "autoreset_mode_to_wire"]
+from agentgpt.protocol.fields import FINAL_OBSERVATION, FINAL_OBSERVATION_MASK
+
+__all__ = [
+    "AUTORESET_MODES",
+    "GYMNASIUM_INFO_NAMES",
+    "WIRE_INFO_NAMES",
+    "autoreset_mode_from_wire",
+    "autoreset_mode_to_wire",
+]
 
 #: Wire name -> Gymnasium mode.
 AUTORESET_MODES: dict[str, AutoresetMode] = {
@@ -15,6 +23,15 @@ AUTORESET_MODES: dict[str, AutoresetMode] = {
     "same_step": AutoresetMode.SAME_STEP,
     "disabled": AutoresetMode.DISABLED,
 }
+
+#: Same-step mode's info keys of a Gymnasium vector env -> their wire names (the pre-1.0
+#: names, which single and multi-agent envs use too).
+WIRE_INFO_NAMES: dict[str, str] = {
+    "final_obs": FINAL_OBSERVATION,
+    "_final_obs": FINAL_OBSERVATION_MASK,
+}
+#: Wire names -> Gymnasium's, for clients that rebuild a vector env's infos.
+GYMNASIUM_INFO_NAMES: dict[str, str] = {wire: gym for gym, wire in WIRE_INFO_NAMES.items()}
 
 
 def autoreset_mode_from_wire(name: str) -> AutoresetMode:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["ERRORS", "ErrorKind", "Retry", "kind_of"]
+__all__ = ["ERRORS", "ErrorKind", "ProtocolViolation", "Retry", "kind_of"]
 
 
 class Retry(enum.Enum):
@@ -77,3 +77,24 @@ def kind_of(error_type: str | None, status: int | None = None) -> ErrorKind | No
     if kind is None or (status is not None and status != kind.status):
         return None
     return kind
+
+
+class ProtocolViolation(ValueError):
+    """A message that breaks the protocol, found while parsing it.
+
+    Raised by the parsers in :mod:`agentgpt.protocol.requests` with the documented
+    ``error_type`` (``invalid_argument`` for a field of the wrong type or value); the env
+    server answers it with that type's status and ``message`` unchanged.
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        if error_type not in ERRORS:
+            raise ValueError(f"{error_type!r} is not a documented error type")
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+    @property
+    def kind(self) -> ErrorKind:
+        """The documented kind: HTTP status and retry class."""
+        return ERRORS[self.error_type]

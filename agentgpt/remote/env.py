@@ -6,9 +6,13 @@ from typing import Any
 
 import gymnasium
 
-from agentgpt.remote.session import RemoteSession, make_request
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import read_made, read_reset, read_step
+from agentgpt.protocol.fields import FINAL_OBSERVATION
+from agentgpt.protocol.requests import make_request, reset_request, step_request
+from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
-from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+from agentgpt.wire import value_from_wire, value_to_wire
 
 __all__ = ["RemoteEnv"]
 
@@ -45,7 +49,7 @@ class RemoteEnv(gymnasium.Env):
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self._session = RemoteSession.make(
-            "/make",
+            routes.MAKE,
             url,
             api_key,
             make_request(
@@ -60,14 +64,14 @@ class RemoteEnv(gymnasium.Env):
             connect_timeout=connect_timeout,
         )
         try:
-            made = self._session.made
-            if made.get("agents") is not None:
+            made = read_made(self._session.made)
+            if made.agents is not None:
                 raise TypeError(
                     f"{env_name!r} is a multi-agent env; use agentgpt.remote.RemoteParallelEnv"
                 )
-            self.observation_space = space_from_wire(made["observation_space"])
-            self.action_space = space_from_wire(made["action_space"])
-            self.autoreset_mode: str = made["autoreset_mode"]
+            self.observation_space = made.observation_space
+            self.action_space = made.action_space
+            self.autoreset_mode: str = made.autoreset_mode
         except BaseException:
             self._session.close()  # nothing may be left running on the server
             raise
@@ -77,9 +81,8 @@ class RemoteEnv(gymnasium.Env):
         if seed is not None:
             self.action_space.seed(seed)
         self._make_seed = seed
-        # Bound once: these run on every step.
+        # Bound once: it runs on every step.
         self._post = self._session.transport.post
-        self._key_body = {"env_key": self.env_key}
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -90,33 +93,27 @@ class RemoteEnv(gymnasium.Env):
             super().reset(seed=self._make_seed)
         else:
             super().reset(seed=seed)
-        body: dict[str, Any] = {"env_key": self.env_key, "seed": seed}
-        if options:
-            body["options"] = options
-        answer = self._post("/reset", body)
-        return (
-            value_from_wire(self.observation_space, answer["observation"]),
-            self._info(answer["info"]),
-        )
+        answer = self._post(routes.RESET, reset_request(self.env_key, seed, options))
+        observation, info = read_reset(answer)
+        return value_from_wire(self.observation_space, observation), self._info(info)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        body = self._key_body.copy()
-        body["action"] = value_to_wire(self.action_space, action)
-        answer = self._post("/step", body)
+        body = step_request(self.env_key, value_to_wire(self.action_space, action))
+        observation, reward, terminated, truncated, info = read_step(self._post(routes.STEP, body))
         return (
-            value_from_wire(self.observation_space, answer["observation"]),
-            float(answer["reward"]),
-            bool(answer["terminated"]),
-            bool(answer["truncated"]),
-            self._info(answer["info"]),
+            value_from_wire(self.observation_space, observation),
+            float(reward),
+            bool(terminated),
+            bool(truncated),
+            self._info(info),
         )
 
     def _info(self, info: dict[str, Any] | None) -> dict[str, Any]:
         if not info:
             return {}
-        if "final_observation" in info:
-            info["final_observation"] = value_from_wire(
-                self.observation_space, info["final_observation"]
+        if FINAL_OBSERVATION in info:
+            info[FINAL_OBSERVATION] = value_from_wire(
+                self.observation_space, info[FINAL_OBSERVATION]
             )
         return info
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 from typing import NamedTuple
 
-__all__ = ["HttpResponse", "ProtocolError", "ResponseReader"]
+__all__ = ["HttpResponse", "IncompleteResponse", "MalformedResponse", "ResponseReader"]
 
 #: Larger response heads are refused: no server of ours sends one, and an endless head
 #: must not grow memory without bound.
@@ -21,8 +21,12 @@ MAX_HEAD_BYTES = 64 * 1024
 _RECV_BYTES = 256 * 1024
 
 
-class ProtocolError(ConnectionError):
-    """The peer's bytes are not a valid HTTP/1.1 response, or it hung up mid-response."""
+class MalformedResponse(ValueError):
+    """The peer's bytes are not a valid HTTP/1.1 response: it is not an HTTP server."""
+
+
+class IncompleteResponse(ConnectionError):
+    """The peer hung up before a complete response, as a server going down does."""
 
 
 class HttpResponse(NamedTuple):
@@ -60,7 +64,9 @@ class ResponseReader:
             try:
                 length = int(headers["content-length"])
             except ValueError:
-                raise ProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
+                raise MalformedResponse(
+                    f"bad Content-Length {headers['content-length']!r}"
+                ) from None
             body = self._read_exact(length)
         else:
             body = self._read_to_close()
@@ -70,7 +76,7 @@ class ResponseReader:
     def _fill(self) -> None:
         chunk = self._sock.recv(_RECV_BYTES)
         if not chunk:
-            raise ProtocolError("the server closed the connection before a complete response")
+            raise IncompleteResponse("the server closed the connection before a complete response")
         self._buffer += chunk
 
     def _read_head(self) -> tuple[int, str, dict[str, str]]:
@@ -79,18 +85,18 @@ class ResponseReader:
             if end >= 0:
                 break
             if len(self._buffer) > MAX_HEAD_BYTES:
-                raise ProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes")
+                raise MalformedResponse(f"response head longer than {MAX_HEAD_BYTES} bytes")
             self._fill()
         lines = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
         del self._buffer[: end + 4]
         parts = lines[0].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ProtocolError(f"malformed status line {lines[0][:100]!r}")
+            raise MalformedResponse(f"malformed status line {lines[0][:100]!r}")
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:
-                raise ProtocolError(f"malformed header line {line[:100]!r}")
+                raise MalformedResponse(f"malformed header line {line[:100]!r}")
             name = name.strip().lower()
             value = value.strip()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
@@ -111,7 +117,7 @@ class ResponseReader:
                 del self._buffer[: end + 2]
                 return line
             if len(self._buffer) > MAX_HEAD_BYTES:
-                raise ProtocolError("chunk header line too long")
+                raise MalformedResponse("chunk header line too long")
             self._fill()
 
     def _read_chunked(self) -> bytes:
@@ -121,14 +127,14 @@ class ResponseReader:
             try:
                 size = int(size_field, 16)
             except ValueError:
-                raise ProtocolError(f"bad chunk size {size_field[:20]!r}") from None
+                raise MalformedResponse(f"bad chunk size {size_field[:20]!r}") from None
             if size == 0:
                 while self._read_line():  # trailer fields, up to the empty line
                     pass
                 return b"".join(parts)
             parts.append(self._read_exact(size))
             if self._read_exact(2) != b"\r\n":
-                raise ProtocolError("chunk not followed by CRLF")
+                raise MalformedResponse("chunk not followed by CRLF")
 
     def _read_to_close(self) -> bytes:
         while True:

@@ -15,6 +15,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from agentgpt.protocol.autoreset import GYMNASIUM_INFO_NAMES
+from agentgpt.protocol.fields import FINAL_OBSERVATION, FINAL_OBSERVATION_MASK
 from agentgpt.wire import value_from_wire
 
 __all__ = ["vector_info_from_wire"]
@@ -38,12 +40,12 @@ def vector_info_from_wire(
         return {}
     result: dict[str, Any] = {}
     for key, value in info.items():
-        if key == "final_observation":
-            result["final_obs"] = _object_array(
+        if key == FINAL_OBSERVATION:
+            result[GYMNASIUM_INFO_NAMES[key]] = _object_array(
                 [None if v is None else value_from_wire(single_observation_space, v) for v in value]
             )
-        elif key == "_final_observation":
-            result["_final_obs"] = np.array(value, dtype=np.bool_)
+        elif key == FINAL_OBSERVATION_MASK:
+            result[GYMNASIUM_INFO_NAMES[key]] = np.array(value, dtype=np.bool_)
         else:
             result[key] = _info_value(value, lists_are_objects)
     return result

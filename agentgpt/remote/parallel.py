@@ -7,9 +7,13 @@ from typing import Any
 import gymnasium
 from pettingzoo import ParallelEnv
 
-from agentgpt.remote.session import RemoteSession, make_request
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import read_made, read_reset, read_step
+from agentgpt.protocol.fields import FINAL_OBSERVATION
+from agentgpt.protocol.requests import make_request, reset_request, step_request
+from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
-from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+from agentgpt.wire import value_from_wire, value_to_wire
 
 __all__ = ["RemoteParallelEnv"]
 
@@ -45,7 +49,7 @@ class RemoteParallelEnv(ParallelEnv):
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self._session = RemoteSession.make(
-            "/make",
+            routes.MAKE,
             url,
             api_key,
             make_request(
@@ -59,24 +63,20 @@ class RemoteParallelEnv(ParallelEnv):
             timeout=timeout,
             connect_timeout=connect_timeout,
         )
-        made = self._session.made
         try:
-            if made.get("agents") is None:
+            made = read_made(self._session.made)
+            if made.agents is None:
                 raise TypeError(
                     f"{env_name!r} is a single-agent env; use agentgpt.remote.RemoteEnv"
                 )
-            self.possible_agents: list[str] = list(made["agents"])
-            self.observation_spaces: dict[str, gymnasium.Space] = {
-                agent: space_from_wire(space)
-                for agent, space in zip(
-                    self.possible_agents, made["observation_space"], strict=True
-                )
-            }
-            self.action_spaces: dict[str, gymnasium.Space] = {
-                agent: space_from_wire(space)
-                for agent, space in zip(self.possible_agents, made["action_space"], strict=True)
-            }
-            self.autoreset_mode: str = made["autoreset_mode"]
+            self.possible_agents: list[str] = made.agents
+            self.observation_spaces: dict[str, gymnasium.Space] = dict(
+                zip(self.possible_agents, made.observation_space, strict=True)
+            )
+            self.action_spaces: dict[str, gymnasium.Space] = dict(
+                zip(self.possible_agents, made.action_space, strict=True)
+            )
+            self.autoreset_mode: str = made.autoreset_mode
         except BaseException:
             self._session.close()  # nothing may be left running on the server
             raise
@@ -99,12 +99,11 @@ class RemoteParallelEnv(ParallelEnv):
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        body: dict[str, Any] = {"env_key": self.env_key, "seed": seed}
-        if options:
-            body["options"] = options
-        answer = self._post("/reset", body)
-        observations = self._observations(answer["observation"])
-        infos = self._infos(answer["info"], observations)
+        wire_observations, wire_infos = read_reset(
+            self._post(routes.RESET, reset_request(self.env_key, seed, options))
+        )
+        observations = self._observations(wire_observations)
+        infos = self._infos(wire_infos, observations)
         self.agents = list(observations)
         return observations, infos
 
@@ -123,17 +122,17 @@ class RemoteParallelEnv(ParallelEnv):
             else value_to_wire(self.action_spaces[agent], actions[agent])
             for agent in self.possible_agents
         ]
-        answer = self._post("/step", {"env_key": self.env_key, "action": wire_actions})
+        wire_observations, reward, terminated, truncated, wire_infos = read_step(
+            self._post(routes.STEP, step_request(self.env_key, wire_actions))
+        )
         present = [
-            (i, agent)
-            for i, agent in enumerate(self.possible_agents)
-            if answer["terminated"][i] is not None
+            (i, agent) for i, agent in enumerate(self.possible_agents) if terminated[i] is not None
         ]
-        observations = self._observations(answer["observation"])
-        rewards = {agent: float(answer["reward"][i]) for i, agent in present}
-        terminations = {agent: bool(answer["terminated"][i]) for i, agent in present}
-        truncations = {agent: bool(answer["truncated"][i]) for i, agent in present}
-        infos = self._infos(answer["info"], terminations)
+        observations = self._observations(wire_observations)
+        rewards = {agent: float(reward[i]) for i, agent in present}
+        terminations = {agent: bool(terminated[i]) for i, agent in present}
+        truncations = {agent: bool(truncated[i]) for i, agent in present}
+        infos = self._infos(wire_infos, terminations)
         self.agents = [
             agent for _, agent in present if not (terminations[agent] or truncations[agent])
         ]
@@ -155,9 +154,9 @@ class RemoteParallelEnv(ParallelEnv):
             if info is None and agent not in agents:
                 continue
             info = info or {}
-            if "final_observation" in info:
-                info["final_observation"] = value_from_wire(
-                    self.observation_spaces[agent], info["final_observation"]
+            if FINAL_OBSERVATION in info:
+                info[FINAL_OBSERVATION] = value_from_wire(
+                    self.observation_spaces[agent], info[FINAL_OBSERVATION]
                 )
             infos[agent] = info
         return infos

@@ -4,42 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentgpt.remote.errors import RemoteEnvError
+from agentgpt.remote.base_transport import BaseTransport
+from agentgpt.remote.errors import ClientClosedError, NoAnswerError, NotFoundError
 from agentgpt.remote.transport import Encoding, Transport
 
-__all__ = ["RemoteSession", "make_request"]
-
-
-def make_request(
-    env_name: str,
-    *,
-    seed: int | None,
-    env_kwargs: dict[str, Any] | None,
-    render_mode: str | None,
-    autoreset_mode: str | None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The body of ``/make`` (``/make_vec`` adds its fields through ``extra``)."""
-    return {
-        "env_name": env_name,
-        "seed": seed,
-        "kwargs": env_kwargs or {},
-        "render_mode": render_mode,
-        "autoreset_mode": autoreset_mode,
-        **extra,
-    }
+__all__ = ["RemoteSession"]
 
 
 class RemoteSession:
     """A made env on a server, shared plumbing of every remote client.
 
     Holds the transport, the ``env_key`` and the full ``/make`` (or ``/make_vec``) answer.
-    ``close()`` frees the server's env once and drops the connection; an env the server has
-    already forgotten (closed, idle-expired, server restarted) or a server that is gone
-    leaves nothing to free, so neither is an error there.
+    ``close()`` frees the server's env once and closes the transport; an env the server
+    has already forgotten (closed, idle-expired, server restarted), a server that is gone
+    or a transport already closed leaves nothing to free, so none is an error there.
     """
 
-    def __init__(self, transport: Transport, made: dict[str, Any]) -> None:
+    def __init__(self, transport: BaseTransport, made: dict[str, Any]) -> None:
         self.transport = transport
         self.made = made
         self.env_key: str = made["env_key"]
@@ -57,11 +38,19 @@ class RemoteSession:
         encoding: Encoding,
         timeout: float | None,
         connect_timeout: float | None,
+        transport: BaseTransport | None = None,
     ) -> RemoteSession:
-        """Open a connection and make an env with ``body`` on ``route``."""
-        transport = Transport(
-            url, api_key, encoding=encoding, timeout=timeout, connect_timeout=connect_timeout
-        )
+        """Make an env with ``body`` on ``route``.
+
+        The request goes over a new HTTP connection to ``url``, or over ``transport`` when
+        one is given (``url``, ``api_key``, ``encoding`` and the timeouts are then the
+        transport's own). Either way the session owns the transport from here on, and
+        closes it if the make fails.
+        """
+        if transport is None:
+            transport = Transport(
+                url, api_key, encoding=encoding, timeout=timeout, connect_timeout=connect_timeout
+            )
         try:
             made = transport.post(route, body)
             return cls(transport, made)
@@ -70,14 +59,13 @@ class RemoteSession:
             raise
 
     def close(self) -> None:
-        """Free the server's env and the connection. Idempotent."""
+        """Free the server's env and close the transport. Idempotent."""
         if self.closed:
             return
         self.closed = True
         try:
             self.transport.post("/close", {"env_key": self.env_key})
-        except RemoteEnvError as exc:
-            if exc.status not in (None, 404):
-                raise
+        except (NoAnswerError, NotFoundError, ClientClosedError):
+            pass
         finally:
             self.transport.close()

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the remote clients: one keep-alive connection, encodings, errors.
+"""The default transport: HTTP/1.1 over one keep-alive socket, tuned for step latency.
 
 Stepping a remote env is a strict request/response ping-pong, so every microsecond spent
 here, on either side, is a microsecond of env time lost. The transport therefore keeps one
@@ -7,8 +7,8 @@ each request (head and body together) with a single ``sendall``: general-purpose
 such as httpx write the head and the body separately, which costs the server an extra
 wakeup and parse per request, and spend several times more CPU per request on the client.
 Responses are read by :mod:`agentgpt.remote.http11`, a few microseconds each.
-Everything the server or the network refuses becomes a
-:class:`~agentgpt.remote.errors.RemoteEnvError`.
+Everything the server or the network refuses becomes an exception of the tree in
+:mod:`agentgpt.remote.errors`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,17 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit
+from typing import Any
+from urllib.parse import SplitResult, urlencode, urlsplit
 
-from agentgpt.remote.errors import RemoteEnvError
-from agentgpt.remote.http11 import ResponseReader
+from agentgpt.remote.base_transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    BaseTransport,
+    Encoding,
+)
+from agentgpt.remote.errors import RemoteEnvError, remote_error
+from agentgpt.remote.http11 import MalformedResponse, ResponseReader
 from agentgpt.wire import (
     JSON_MEDIA_TYPE,
     MSGPACK_MEDIA_TYPE,
@@ -30,15 +36,15 @@ from agentgpt.wire import (
     media_type_from_header,
 )
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "Encoding", "Transport"]
-
-Encoding = Literal["msgpack", "json"]
-
-#: Seconds to wait for an answer. Generous because one step of a heavy env (physics,
-#: rendering, a 64-env vector) may legitimately take long; lower it for interactive use.
-DEFAULT_TIMEOUT = 60.0
-#: Seconds to wait for a TCP (and TLS) connection: a server that is down should fail fast.
-DEFAULT_CONNECT_TIMEOUT = 10.0
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "BaseTransport",
+    "Encoding",
+    "HttpTransport",
+    "Transport",
+    "check_url",
+]
 
 _MEDIA_TYPES = {"msgpack": MSGPACK_MEDIA_TYPE, "json": JSON_MEDIA_TYPE}
 
@@ -47,8 +53,17 @@ _MEDIA_TYPES = {"msgpack": MSGPACK_MEDIA_TYPE, "json": JSON_MEDIA_TYPE}
 _KEEPALIVE_EXPIRY = 4.0
 
 
-class Transport:
-    """Sends protocol requests to one env server over one keep-alive connection.
+def check_url(url: str) -> SplitResult:
+    """The parts of an env server's base URL; ``ValueError`` unless it is
+    ``http(s)://host[:port][/prefix]``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"url must look like http://host:port, got {url!r}")
+    return parts
+
+
+class HttpTransport(BaseTransport):
+    """Sends protocol requests to one env server over one keep-alive HTTP/1.1 connection.
 
     ``url`` is the server's base URL (``http://`` or ``https://``, optionally with a path
     prefix when served behind a proxy). ``encoding`` picks the body format of requests and
@@ -69,9 +84,7 @@ class Transport:
     ) -> None:
         if encoding not in _MEDIA_TYPES:
             raise ValueError(f"encoding must be 'msgpack' or 'json', got {encoding!r}")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must look like http://host:port, got {url!r}")
+        parts = check_url(url)
         self.base_url = url.rstrip("/")
         self.encoding = encoding
         self.media_type = _MEDIA_TYPES[encoding]
@@ -95,18 +108,15 @@ class Transport:
         self.closed = False
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST ``body`` (a map) to ``path``; return the decoded answer map."""
         return self._send("POST", self._target(path), encode(body, self.media_type))
 
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        """GET ``path`` with query ``params``; return the decoded answer map."""
         target = self._target(path)
         if params:
             target += b"?" + urlencode(params).encode("ascii")
         return self._send("GET", target, b"")
 
     def close(self) -> None:
-        """Drop the connection. Idempotent; later requests raise ``RemoteEnvError``."""
         self.closed = True
         self._drop()
 
@@ -143,7 +153,7 @@ class Transport:
 
     def _send(self, method: str, target: bytes, content: bytes) -> dict[str, Any]:
         if self.closed:
-            raise RemoteEnvError(None, "closed", "this client is closed")
+            raise remote_error(None, "closed", "this client is closed")
         try:
             sock, reader = self._connection()
             sock.sendall(
@@ -153,36 +163,50 @@ class Transport:
             response = reader.read_response()
         except TimeoutError as exc:
             self._drop()
-            raise RemoteEnvError(
+            raise remote_error(
                 None,
                 "timeout",
                 f"{method} {self.base_url}{target.decode()} got no answer in time ({exc})",
             ) from exc
         except OSError as exc:
             self._drop()
-            raise RemoteEnvError(
+            raise remote_error(
                 None,
                 "connection_error",
                 f"cannot reach the env server at {self.base_url} ({type(exc).__name__}: {exc})",
+            ) from exc
+        except MalformedResponse as exc:
+            self._drop()
+            raise remote_error(
+                None, "bad_response", f"{self.base_url} does not answer in HTTP/1.1 ({exc})"
             ) from exc
         if response.keep_alive:
             self._last_used = time.monotonic()
         else:
             self._drop()
         status = response.status
-        media_type = media_type_from_header(response.headers.get("content-type"))
+        content_type = response.headers.get("content-type")
+        media_type = media_type_from_header(content_type)
         if 200 <= status < 300:
+            if content_type and media_type is None:
+                raise remote_error(
+                    status, "bad_response", f"the answer is {content_type}, not {self.media_type}"
+                )
             return _decode_success(status, response.body, media_type or self.media_type)
         raise _error_from_response(status, response.body, media_type)
+
+
+#: The name clients construct: the HTTP/1.1 transport is the default one.
+Transport = HttpTransport
 
 
 def _decode_success(status: int, data: bytes, media_type: str) -> dict[str, Any]:
     try:
         answer = decode(data, media_type)
     except WireError as exc:
-        raise RemoteEnvError(status, "bad_response", f"undecodable answer: {exc}") from exc
+        raise remote_error(status, "bad_response", f"undecodable answer: {exc}") from exc
     if not isinstance(answer, dict):
-        raise RemoteEnvError(status, "bad_response", f"expected a map, got {type(answer).__name__}")
+        raise remote_error(status, "bad_response", f"expected a map, got {type(answer).__name__}")
     return answer
 
 
@@ -199,8 +223,8 @@ def _error_from_response(status: int, data: bytes, media_type: str | None) -> Re
             answer = None
         error = answer.get("error") if isinstance(answer, dict) else None
         if isinstance(error, dict):
-            return RemoteEnvError(
+            return remote_error(
                 status, str(error.get("type", "error")), str(error.get("message", ""))
             )
     text = data.decode("utf-8", errors="replace").strip()
-    return RemoteEnvError(status, "http_error", text[:500] or f"HTTP {status}")
+    return remote_error(status, "http_error", text[:500] or f"HTTP {status}")

@@ -9,29 +9,22 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import read_made, read_reset, read_step
+from agentgpt.protocol.autoreset import autoreset_mode_from_wire, autoreset_mode_to_wire
+from agentgpt.protocol.fields import RESET_MASK
+from agentgpt.protocol.requests import (
+    make_vec_request,
+    reset_mask_to_wire,
+    reset_request,
+    step_request,
+)
 from agentgpt.remote.infos import vector_info_from_wire
-from agentgpt.remote.session import RemoteSession, make_request
+from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
-from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+from agentgpt.wire import value_from_wire, value_to_wire
 
 __all__ = ["RemoteVectorEnv"]
-
-#: Protocol names of the autoreset modes, mapped to Gymnasium's enum.
-AUTORESET_MODES: dict[str, AutoresetMode] = {
-    "next_step": AutoresetMode.NEXT_STEP,
-    "same_step": AutoresetMode.SAME_STEP,
-    "disabled": AutoresetMode.DISABLED,
-}
-
-
-def _mode_name(mode: str | AutoresetMode) -> str:
-    """Accept Gymnasium's enum or its values (``"NextStep"``) as well as protocol names."""
-    if isinstance(mode, AutoresetMode):
-        mode = mode.value
-    for name, enum in AUTORESET_MODES.items():
-        if mode in (name, enum.value):
-            return name
-    raise ValueError(f"unknown autoreset_mode {mode!r}; expected one of {list(AUTORESET_MODES)}")
 
 
 class RemoteVectorEnv(VectorEnv):
@@ -65,28 +58,28 @@ class RemoteVectorEnv(VectorEnv):
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self._session = RemoteSession.make(
-            "/make_vec",
+            routes.MAKE_VEC,
             url,
             api_key,
-            make_request(
+            make_vec_request(
                 env_name,
+                num_envs,
+                vectorization_mode=vectorization_mode,
                 seed=seed,
                 env_kwargs=env_kwargs,
                 render_mode=render_mode,
-                autoreset_mode=_mode_name(autoreset_mode),
-                num_envs=num_envs,
-                vectorization_mode=vectorization_mode,
+                autoreset_mode=autoreset_mode_to_wire(autoreset_mode),
             ),
             encoding=encoding,
             timeout=timeout,
             connect_timeout=connect_timeout,
         )
-        made = self._session.made
         try:
-            self.num_envs = int(made["num_envs"])
-            self.single_observation_space = space_from_wire(made["observation_space"])
-            self.single_action_space = space_from_wire(made["action_space"])
-            self.autoreset_mode = AUTORESET_MODES[made["autoreset_mode"]]
+            made = read_made(self._session.made)
+            self.num_envs = made.num_envs
+            self.single_observation_space = made.observation_space
+            self.single_action_space = made.action_space
+            self.autoreset_mode = autoreset_mode_from_wire(made.autoreset_mode)
         except BaseException:
             self._session.close()  # nothing may be left running on the server
             raise
@@ -99,7 +92,6 @@ class RemoteVectorEnv(VectorEnv):
         if seed is not None:
             self.action_space.seed(seed)
         self._post = self._session.transport.post
-        self._key_body = {"env_key": self.env_key}
         self._lists_are_objects = encoding == "msgpack"
 
     def reset(
@@ -113,28 +105,21 @@ class RemoteVectorEnv(VectorEnv):
             super().reset(seed=wire_seed)
         else:
             wire_seed = [None if s is None else int(s) for s in seed]
-        body: dict[str, Any] = {"env_key": self.env_key, "seed": wire_seed}
-        if options:
-            options = dict(options)
-            if "reset_mask" in options:
-                options["reset_mask"] = [bool(m) for m in np.asarray(options["reset_mask"])]
-            body["options"] = options
-        answer = self._post("/reset", body)
-        return (
-            value_from_wire(self.observation_space, answer["observation"]),
-            self._info(answer["info"]),
-        )
+        if options and RESET_MASK in options:
+            options = {**options, RESET_MASK: reset_mask_to_wire(options[RESET_MASK])}
+        answer = self._post(routes.RESET, reset_request(self.env_key, wire_seed, options))
+        observation, info = read_reset(answer)
+        return value_from_wire(self.observation_space, observation), self._info(info)
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        body = self._key_body.copy()
-        body["action"] = value_to_wire(self.action_space, actions)
-        answer = self._post("/step", body)
+        body = step_request(self.env_key, value_to_wire(self.action_space, actions))
+        observation, reward, terminated, truncated, info = read_step(self._post(routes.STEP, body))
         return (
-            value_from_wire(self.observation_space, answer["observation"]),
-            _float_array(answer["reward"]),
-            np.array(answer["terminated"], dtype=np.bool_),
-            np.array(answer["truncated"], dtype=np.bool_),
-            self._info(answer["info"]),
+            value_from_wire(self.observation_space, observation),
+            _float_array(reward),
+            np.array(terminated, dtype=np.bool_),
+            np.array(truncated, dtype=np.bool_),
+            self._info(info),
         )
 
     def _info(self, info: dict[str, Any] | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agentgpt.remote.transport import Transport
+from agentgpt.remote.transport import check_url
 
 __all__ = ["check_arguments"]
 
@@ -35,7 +35,7 @@ def check_arguments(
     if len(set(urls)) != len(urls):
         raise ValueError(f"env host URLs repeat: {urls}")
     for url in urls:
-        Transport(url).close()  # checks the URL's form
+        check_url(url)
     if isinstance(envs_per_host, int | np.integer):
         counts = [int(envs_per_host)] * len(urls)
     else:

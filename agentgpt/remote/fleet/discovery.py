@@ -17,11 +17,12 @@ from typing import Any
 
 import gymnasium
 
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import read_env_key, read_made
+from agentgpt.protocol.requests import make_request
 from agentgpt.remote.fleet.faults import Fault, FleetDownError, classify
 from agentgpt.remote.fleet.hosts import Backoff
 from agentgpt.remote.fleet.streams import Endpoint, close_quietly
-from agentgpt.remote.session import make_request
-from agentgpt.wire import space_from_wire
 
 __all__ = ["Discovery", "discover"]
 
@@ -78,33 +79,22 @@ def _make_and_close(
 ) -> dict[str, Any]:
     transport = endpoint.transport()
     try:
-        made = transport.post(
-            "/make",
-            make_request(
-                env_id, seed=None, env_kwargs=env_kwargs, render_mode=None, autoreset_mode=None
-            ),
-        )
+        made = transport.post(routes.MAKE, make_request(env_id, env_kwargs=env_kwargs))
     finally:
         transport.close()
-    close_quietly(endpoint, str(made["env_key"]))
+    close_quietly(endpoint, read_env_key(made))
     return made
 
 
-def _read(made: dict[str, Any], env_id: str, unreachable: dict[int, str]) -> Discovery:
-    agents = made.get("agents")
+def _read(answer: dict[str, Any], env_id: str, unreachable: dict[int, str]) -> Discovery:
+    made = read_made(answer)
+    agents = made.agents
     if agents is None:
-        return Discovery(
-            False,
-            None,
-            space_from_wire(made["observation_space"]),
-            space_from_wire(made["action_space"]),
-            unreachable,
-        )
-    agents = [str(a) for a in agents]
+        return Discovery(False, None, made.observation_space, made.action_space, unreachable)
     if not agents:
         raise ValueError(f"{env_id!r} is a multi-agent env without agents")
-    observation_spaces = [space_from_wire(s) for s in made["observation_space"]]
-    action_spaces = [space_from_wire(s) for s in made["action_space"]]
+    observation_spaces = made.observation_space
+    action_spaces = made.action_space
     for agent, obs_space, act_space in zip(agents, observation_spaces, action_spaces, strict=True):
         if obs_space != observation_spaces[0] or act_space != action_spaces[0]:
             raise ValueError(

@@ -5,7 +5,8 @@ mistakes. So every error a remote env returns is sorted into one of three kinds:
 *host* is gone or broken (all of its envs are cut, and it is probed until it returns), the
 *env*'s own code raised (only that env is cut and made again), or the request itself was
 wrong (a bad key, an invalid action), which no retry fixes and which is raised to the
-caller.
+caller. The kind follows from the error's class, through what retrying it can achieve
+(:attr:`~agentgpt.remote.errors.RemoteEnvError.retry`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import enum
 
 from agentgpt.core.errors import EnvsUnavailable as FleetDownError
-from agentgpt.remote.errors import RemoteEnvError
+from agentgpt.protocol.errors import Retry
+from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout
 
 __all__ = ["Fault", "FleetDownError", "classify", "describe"]
 
@@ -30,27 +32,27 @@ class Fault(enum.Enum):
     FATAL = "fatal"
 
 
+#: Whose fault an error is, by what retrying it can achieve.
+_FAULTS = {
+    Retry.LATER: Fault.HOST,
+    Retry.REMAKE: Fault.ENV,
+    Retry.CHECK_SERVER: Fault.MISSING,
+    Retry.NEVER: Fault.FATAL,
+}
+
+
 def classify(error: BaseException) -> Fault:
     """The kind of fault ``error`` (raised by a request to an env server) is."""
     if not isinstance(error, RemoteEnvError):
         return Fault.FATAL
-    status = error.status
-    if status is None:  # no answer: refused, reset, timed out
-        return Fault.HOST
-    if status >= 500:
-        return Fault.ENV if error.error_type == "env_error" else Fault.HOST
-    if status == 404 and error.error_type == "env_not_found":
-        return Fault.MISSING
-    if status in (408, 429):  # the server (or a proxy) asks to come back later
-        return Fault.HOST
-    return Fault.FATAL
+    return _FAULTS[error.retry]
 
 
 def describe(error: BaseException) -> str:
     """A short reason for logs: what went wrong, without the request details."""
+    if isinstance(error, RemoteTimeout):
+        return "no answer in time"
     if isinstance(error, RemoteEnvError):
-        if error.error_type == "timeout":
-            return "no answer in time"
         if error.status is None:
             return error.message
         return f"HTTP {error.status} {error.error_type}: {error.message}"

@@ -26,13 +26,28 @@ import numpy as np
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from agentgpt.core.batching import is_array_space, single_values
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import (
+    MadeAnswer,
+    health_incarnation,
+    read_env_key,
+    read_made,
+    read_reset,
+    read_step,
+)
+from agentgpt.protocol.requests import (
+    close_request,
+    make_request,
+    make_vec_request,
+    reset_request,
+    step_request,
+)
 from agentgpt.remote.errors import RemoteEnvError
 from agentgpt.remote.fleet.faults import Fault, classify, describe
 from agentgpt.remote.fleet.infos import agent_infos
 from agentgpt.remote.infos import vector_info_from_wire
-from agentgpt.remote.session import make_request
 from agentgpt.remote.transport import Encoding, Transport
-from agentgpt.wire import space_from_wire, value_from_wire, value_to_wire
+from agentgpt.wire import value_from_wire, value_to_wire
 
 __all__ = [
     "Answer",
@@ -103,18 +118,20 @@ class StreamSpec:
         object.__setattr__(self, "batched_action_space", batched_act)
 
     def make_route_and_body(self, seed: int | None) -> tuple[str, dict[str, Any]]:
-        body = make_request(
+        if self.multi_agent:
+            body = make_request(
+                self.env_id, seed=seed, env_kwargs=self.env_kwargs, autoreset_mode="next_step"
+            )
+            return routes.MAKE, body
+        body = make_vec_request(
             self.env_id,
+            self.count,
+            vectorization_mode="sync",
             seed=seed,
             env_kwargs=self.env_kwargs,
-            render_mode=None,
             autoreset_mode="next_step",
         )
-        if self.multi_agent:
-            return "/make", body
-        body["num_envs"] = self.count
-        body["vectorization_mode"] = "sync"
-        return "/make_vec", body
+        return routes.MAKE_VEC, body
 
 
 class StreamRows(NamedTuple):
@@ -169,7 +186,7 @@ def close_quietly(endpoint: Endpoint, env_key: str) -> None:
     """Best-effort ``/close`` of ``env_key``: a short timeout, every failure ignored."""
     transport = endpoint.transport(short=True)
     try:
-        transport.post("/close", {"env_key": env_key})
+        transport.post(routes.CLOSE, close_request(env_key))
     except RemoteEnvError:
         pass
     finally:
@@ -271,9 +288,10 @@ class StreamWorker:
     def _make(self, transport: Transport) -> bool:
         route, body = self.spec.make_route_and_body(self._seed)
         try:
-            made = transport.post(route, body)
-            self.env_key = str(made["env_key"])
-            self.incarnation = made.get("incarnation")
+            answer = transport.post(route, body)
+            self.env_key = read_env_key(answer)  # first: a failure below must free the env
+            made = read_made(answer)
+            self.incarnation = made.incarnation
             self._check_made(made)
         except Exception as exc:  # every failure is reported; none may kill the thread
             self._fail(self._ticket, exc)
@@ -285,19 +303,19 @@ class StreamWorker:
         self._events.put(Made(self, self.env_key, self.incarnation))
         return True
 
-    def _check_made(self, made: dict[str, Any]) -> None:
+    def _check_made(self, made: MadeAnswer) -> None:
         spec = self.spec
         if spec.multi_agent:
-            observation_spaces = [space_from_wire(s) for s in made["observation_space"]]
-            action_spaces = [space_from_wire(s) for s in made["action_space"]]
+            observation_spaces = made.observation_space
+            action_spaces = made.action_space
             if len(observation_spaces) != spec.count:
                 raise ValueError(
                     f"{spec.endpoint.label} made {spec.env_id!r} with {len(observation_spaces)}"
                     f" agents; the fleet's other envs have {spec.count}"
                 )
         else:
-            observation_spaces = [space_from_wire(made["observation_space"])]
-            action_spaces = [space_from_wire(made["action_space"])]
+            observation_spaces = [made.observation_space]
+            action_spaces = [made.action_space]
         for observation_space, action_space in zip(observation_spaces, action_spaces, strict=True):
             if (
                 observation_space != spec.single_observation_space
@@ -315,13 +333,12 @@ class StreamWorker:
             return False
         try:
             if kind == _STEP:
-                body = {"env_key": self.env_key, "action": self._wire_actions(a, b)}
-                rows = self._decode(transport.post("/step", body), stepped=True)
+                body = step_request(self.env_key, self._wire_actions(a, b))
+                rows = self._decode(*read_step(transport.post(routes.STEP, body)))
             else:
-                body = {"env_key": self.env_key, "seed": a}
-                if b:
-                    body["options"] = b
-                rows = self._decode(transport.post("/reset", body), stepped=False)
+                answer = transport.post(routes.RESET, reset_request(self.env_key, a, b))
+                observation, info = read_reset(answer)
+                rows = self._decode(observation, None, None, None, info)
         except Exception as exc:  # every failure is reported; none may kill the thread
             self._fail(ticket, exc)
             return False
@@ -353,12 +370,12 @@ class StreamWorker:
         """The server forgot this env: did it restart (new incarnation) or only drop it?"""
         transport = self.spec.endpoint.transport(short=True)
         try:
-            health = transport.get("/health")
+            health = transport.get(routes.HEALTH)
         except RemoteEnvError as exc:
             return Fault.HOST, self.spec.endpoint.reason(exc)
         finally:
             transport.close()
-        if health.get("incarnation") != self.incarnation:
+        if health_incarnation(health) != self.incarnation:
             return Fault.HOST, "the server restarted (new incarnation)"
         return Fault.ENV, reason
 
@@ -374,32 +391,35 @@ class StreamWorker:
             for value, need in zip(values, needs, strict=True)
         ]
 
-    def _decode(self, answer: dict[str, Any], stepped: bool) -> StreamRows:
+    def _decode(
+        self, wire_obs: Any, wire_reward: Any, wire_terminated: Any, wire_truncated: Any, info: Any
+    ) -> StreamRows:
+        """The rows of a step answer's fields, or of a reset answer's (``wire_reward``,
+        ``wire_terminated`` and ``wire_truncated`` ``None``: zeros)."""
         spec = self.spec
         if spec.multi_agent:
-            return self._decode_agents(answer, stepped)
+            return self._decode_agents(wire_obs, wire_reward, wire_terminated, wire_truncated, info)
         n = spec.count
-        obs = value_from_wire(spec.batched_observation_space, answer["observation"])
-        if stepped:
-            reward = np.array(answer["reward"], dtype=np.float64)
-            terminated = np.array(answer["terminated"], dtype=np.bool_)
-            truncated = np.array(answer["truncated"], dtype=np.bool_)
+        obs = value_from_wire(spec.batched_observation_space, wire_obs)
+        if wire_reward is not None:
+            reward = np.array(wire_reward, dtype=np.float64)
+            terminated = np.array(wire_terminated, dtype=np.bool_)
+            truncated = np.array(wire_truncated, dtype=np.bool_)
         else:
             reward = np.zeros(n, dtype=np.float64)
             terminated = np.zeros(n, dtype=np.bool_)
             truncated = np.zeros(n, dtype=np.bool_)
         info = vector_info_from_wire(
-            answer.get("info"),
-            spec.single_observation_space,
-            lists_are_objects=self._lists_are_objects,
+            info, spec.single_observation_space, lists_are_objects=self._lists_are_objects
         )
         return StreamRows(np.ones(n, dtype=np.bool_), obs, reward, terminated, truncated, info)
 
-    def _decode_agents(self, answer: dict[str, Any], stepped: bool) -> StreamRows:
+    def _decode_agents(
+        self, wire_obs: Any, wire_reward: Any, wire_terminated: Any, wire_truncated: Any, info: Any
+    ) -> StreamRows:
         spec = self.spec
         n = spec.count
         space = spec.single_observation_space
-        wire_obs = answer["observation"]
         present = np.array([o is not None for o in wire_obs], dtype=np.bool_)
         if is_array_space(space):
             obs = np.zeros((n, *space.shape), dtype=space.dtype)
@@ -414,15 +434,15 @@ class StreamWorker:
                 for i, o in enumerate(wire_obs)
             ]
             obs = concatenate(space, items, create_empty_array(space, n, fn=np.zeros))
-        if stepped:
-            reward = np.array([0.0 if r is None else r for r in answer["reward"]], dtype=np.float64)
-            terminated = np.array([bool(t) for t in answer["terminated"]], dtype=np.bool_)
-            truncated = np.array([bool(t) for t in answer["truncated"]], dtype=np.bool_)
+        if wire_reward is not None:
+            reward = np.array([0.0 if r is None else r for r in wire_reward], dtype=np.float64)
+            terminated = np.array([bool(t) for t in wire_terminated], dtype=np.bool_)
+            truncated = np.array([bool(t) for t in wire_truncated], dtype=np.bool_)
         else:
             reward = np.zeros(n, dtype=np.float64)
             terminated = np.zeros(n, dtype=np.bool_)
             truncated = np.zeros(n, dtype=np.bool_)
-        infos = [_writable(info) for info in answer.get("info") or [None] * n]
+        infos = [_writable(item) for item in info or [None] * n]
         return StreamRows(present, obs, reward, terminated, truncated, agent_infos(infos, n))
 
 

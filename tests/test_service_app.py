@@ -1,9 +1,9 @@
-"""The env server's HTTP layer (``protocol_app``) with plain handlers, on a real uvicorn server.
+"""The service kit's app (``service_app``) with plain handlers, on a real uvicorn server.
 
-The env routes themselves are covered by the other ``test_envhost_*`` files; these tests pin
-what the layer adds around any handler: auth, encodings, the body limit at its exact edge,
-404/405 in the protocol's format, errors that escape a route, client disconnects and the
-lifespan.
+The env server's routes are covered by the ``test_envhost_*`` files; these tests pin what
+the kit adds around any handler: auth, encodings, the body limit at its exact edge, 404/405
+in the protocol's format, answers that cannot be encoded, errors that escape a route,
+client disconnects and the lifespan.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import time
 
 import httpx
 import pytest
+from wire_client import WireClient
 
 from agentgpt import wire
-from agentgpt.envhost import run_server_in_thread
-from agentgpt.envhost.app import protocol_app
-from agentgpt.envhost.auth import ApiKeys
-from agentgpt.envhost.testing import WireClient
+from agentgpt.service.app import service_app
+from agentgpt.service.errors import api_error
+from agentgpt.service.keys import ANONYMOUS, ApiKeys
+from agentgpt.service.testing import serve_in_thread
 
 KEY = "app-key"
 LIMIT = 64
@@ -32,25 +33,30 @@ async def echo(owner, payload):
     return {"owner": owner, "payload": payload}
 
 
-def make_app(*, keys=(KEY,), health=None, lifespan=None, debug=False):
+async def unencodable(owner, payload):
+    return {"value": object()}
+
+
+def make_app(*, keys=(KEY,), health=None, lifespan=None, debug=False, **options):
     @contextlib.asynccontextmanager
     async def no_lifespan(app):
         yield
 
-    return protocol_app(
-        post={"/echo": echo},
+    return service_app(
+        post={"/echo": echo, "/unencodable": unencodable},
         get={"/query": echo},
-        health=health or (lambda: {"status": "ok"}),
+        public={"/health": health or (lambda: {"status": "ok"})},
         keys=ApiKeys(list(keys)),
         max_body_bytes=LIMIT,
         debug=debug,
         lifespan=lifespan or no_lifespan,
+        **options,
     )
 
 
 @pytest.fixture(scope="module")
 def url():
-    with run_server_in_thread(make_app()) as base_url:
+    with serve_in_thread(make_app()) as base_url:
         yield base_url
 
 
@@ -105,6 +111,93 @@ def test_every_route_but_health_needs_the_key(url):
             assert answer.headers["www-authenticate"] == "Bearer"
         health = c.get("/health")
         assert health.status == 200 and health.body == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Bearer {KEY}-wrong", f"Basic {KEY}", "Bearer", f"{KEY}"],
+)
+def test_a_wrong_or_malformed_key_is_401_with_www_authenticate(url, authorization):
+    with WireClient(url, encoding="msgpack") as c:
+        answer = c.post("/echo", {}, headers={"Authorization": authorization})
+    assert_error(answer, 401, "unauthorized", MSGPACK)
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert KEY not in answer.body["error"]["message"]
+
+
+def test_keys_are_told_apart_and_the_scheme_is_case_insensitive():
+    lower_case = {"Authorization": "bearer  second-key"}
+    with (
+        serve_in_thread(make_app(keys=("first-key", "second-key"))) as base_url,
+        WireClient(base_url, "first-key") as c,
+    ):
+        first = c.post("/echo").body["owner"]
+        second = c.post("/echo", headers=lower_case).body["owner"]
+    assert first != second
+    assert "first-key" not in first and "second-key" not in second
+
+
+def test_without_keys_every_caller_is_the_anonymous_owner():
+    with (
+        serve_in_thread(make_app(keys=())) as base_url,
+        WireClient(base_url) as no_key,
+        WireClient(base_url, "any-key") as some_key,
+    ):
+        assert no_key.post("/echo", {"a": 1}).body == {"owner": ANONYMOUS, "payload": {"a": 1}}
+        assert some_key.get("/query", x="1").body == {"owner": ANONYMOUS, "payload": {"x": "1"}}
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_a_body_that_does_not_decode_or_is_not_a_map_is_400(url, encoding):
+    with WireClient(url, KEY, encoding=encoding) as c:
+        garbled = c.post("/echo", content=b"\xc1{not a body")
+        assert_error(garbled, 400, "bad_request", c.media_type)
+        kind = "JSON" if encoding == "json" else "MessagePack"
+        assert garbled.body["error"]["message"].startswith(f"the body is not valid {kind}: ")
+        a_list = c.post("/echo", [1, 2])
+        assert_error(a_list, 400, "bad_request", c.media_type)
+        assert a_list.body["error"]["message"] == (
+            "the body must be a map (a JSON object), got list"
+        )
+
+
+def test_an_answer_that_cannot_be_encoded_is_an_internal_error_by_default(url, caplog):
+    with caplog.at_level(logging.ERROR, logger="agentgpt.service"), WireClient(url, KEY) as c:
+        answer = c.post("/unencodable")
+    assert_error(answer, 500, "internal_error", JSON)
+    assert "traceback" not in answer.body["error"]
+    assert [r.name for r in caplog.records] == ["agentgpt.service"]
+
+
+def test_the_server_chooses_the_error_for_an_answer_that_cannot_be_encoded(caplog):
+    def unencodable_answer(exc):
+        return api_error("env_error", f"cannot encode: {type(exc).__name__}")
+
+    service_log = logging.getLogger("tests.service")
+    app = make_app(unencodable=unencodable_answer, logger=service_log)
+    with (
+        caplog.at_level(logging.ERROR, logger="tests.service"),
+        serve_in_thread(app) as base_url,
+        WireClient(base_url, KEY, encoding="msgpack") as c,
+    ):
+        answer = c.post("/unencodable")
+        assert c.post("/echo", {"next": 1}).body["payload"] == {"next": 1}
+    assert_error(answer, 500, "env_error", MSGPACK)
+    assert answer.body["error"]["message"].startswith("cannot encode: ")
+    assert [r.name for r in caplog.records] == ["tests.service"]
+
+
+def test_the_body_limit_must_be_positive():
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        service_app(
+            post={},
+            get={},
+            public={},
+            keys=ApiKeys(),
+            max_body_bytes=0,
+            debug=False,
+            lifespan=None,
+        )
 
 
 def _body_of(size: int) -> bytes:
@@ -165,7 +258,7 @@ def test_an_exception_escaping_a_route_is_500_internal_error(debug):
         raise ValueError("secret detail")
 
     app = make_app(health=broken_health, debug=debug)
-    with run_server_in_thread(app) as base_url:
+    with serve_in_thread(app) as base_url:
         with WireClient(base_url, encoding="msgpack") as c:
             answer = c.get("/health")
         assert answer.status == 500 and answer.media_type == MSGPACK
@@ -204,7 +297,7 @@ def test_the_lifespan_runs_around_serving():
         yield
         events.append("stop")
 
-    with run_server_in_thread(make_app(lifespan=lifespan)) as base_url:
+    with serve_in_thread(make_app(lifespan=lifespan)) as base_url:
         assert events == ["start"]
         assert httpx.get(f"{base_url}/health").status_code == 200
     assert events == ["start", "stop"]

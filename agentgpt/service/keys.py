@@ -1,8 +1,9 @@
-"""API keys: where they come from, and turning a request's bearer token into an owner.
+"""API keys: where a server gets them, and turning a request's bearer token into an owner.
 
-Envs belong to the key that made them. Internally an owner is a label such as ``"key#2"``
-(the key's position in the configured list), so that log lines and the env table never hold
-a key itself. With no key configured every caller is the one anonymous owner.
+What a caller makes belongs to the key that made it. Internally an owner is a label such as
+``"key#2"`` (the key's position in the configured list), so that log lines and a server's
+tables never hold a key itself. With no key configured every caller is the one anonymous
+owner.
 """
 
 from __future__ import annotations
@@ -10,21 +11,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from agentgpt.envhost import errors
+from agentgpt.protocol.keys import API_KEYS_ENV_VAR, AUTHORIZATION_HEADER, BEARER_SCHEME
+from agentgpt.service import errors
 
-__all__ = ["ANONYMOUS", "API_KEYS_ENV_VAR", "ApiKeys", "keys_from_env", "keys_from_file"]
+__all__ = ["ANONYMOUS", "ApiKeys", "keys_from_env", "keys_from_file"]
 
-#: The owner of every env on a server without keys.
+#: The owner of everything on a server without keys.
 ANONYMOUS = "anonymous"
 
-#: Environment variable holding comma-separated keys.
-API_KEYS_ENV_VAR = "AGENTGPT_API_KEYS"
+_EXPECTED = f"'{AUTHORIZATION_HEADER}: {BEARER_SCHEME} <KEY>'"
 
 
-def keys_from_env(environ: dict[str, str] | None = None) -> list[str]:
+def keys_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
     """Keys from ``AGENTGPT_API_KEYS`` (comma separated; blanks ignored)."""
     value = (os.environ if environ is None else environ).get(API_KEYS_ENV_VAR, "")
     return [part.strip() for part in value.split(",") if part.strip()]
@@ -77,12 +78,12 @@ class ApiKeys:
         if not self._digests:
             return ANONYMOUS
         if not authorization:
-            raise errors.unauthorized("missing API key: send 'Authorization: Bearer <KEY>'")
+            raise errors.unauthorized(f"missing API key: send {_EXPECTED}")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != BEARER_SCHEME.lower() or not token:
             raise errors.unauthorized(
-                "malformed Authorization header: expected 'Authorization: Bearer <KEY>'"
+                f"malformed {AUTHORIZATION_HEADER} header: expected {_EXPECTED}"
             )
         digest = _digest(token)
         match = -1
