@@ -58,7 +58,7 @@ _SHUTDOWN_CLOSE_TIMEOUT = 10.0
 
 # ---------------------------------------------------------------------------- requests
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def _refused(violation: ProtocolViolation) -> errors.ApiError:
@@ -66,7 +66,7 @@ def _refused(violation: ProtocolViolation) -> errors.ApiError:
     return errors.ApiError(violation.kind.status, violation.error_type, violation.message)
 
 
-def _parse(parse: Callable[..., T], payload: Payload, *args: Any) -> T:
+def _parse(parse: Callable[..., _T], payload: Payload, *args: Any) -> _T:
     """``parse(payload, *args)``, a protocol violation answered as :func:`_refused`."""
     try:
         return parse(payload, *args)

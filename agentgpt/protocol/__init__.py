@@ -1,2 +1,7 @@
-"""The env-host contract in code: routes, messages, autoreset names and the error
-vocabulary. ``docs/protocol.md`` is its prose twin."""
+"""The env-host contract in code, used by the server and every client alike.
+
+``routes`` (route names), ``fields`` (field names), ``requests`` (request builders and
+parsers), ``answers`` (answer builders and readers), ``autoreset`` (autoreset mode names),
+``errors`` (the error vocabulary) and ``keys`` (how a caller shows its API key).
+``docs/protocol.md`` is its prose twin.
+"""
