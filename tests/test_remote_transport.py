@@ -156,3 +156,33 @@ def test_the_http_transport_is_the_default_implementation():
     )
     transport.close()
     assert transport.closed
+
+
+def test_clients_run_over_a_transport_they_are_given(env_server) -> None:
+    """Each client takes a ready transport; its encoding, not the client's default, is
+    what the client then speaks."""
+    import numpy as np
+
+    from agentgpt.envs import PETTINGZOO_ENVS
+    from agentgpt.remote import RemoteEnv, RemoteParallelEnv, RemoteVectorEnv
+
+    url = env_server(register=PETTINGZOO_ENVS)
+    env = RemoteEnv(url, "CartPole-v1", transport=HttpTransport(url, None, encoding="json"))
+    obs, _ = env.reset(seed=0)
+    assert env._session.transport.encoding == "json" and obs.shape == (4,)
+    env.close()
+
+    transport = HttpTransport(url, None, encoding="json")
+    envs = RemoteVectorEnv(url, "CartPole-v1", num_envs=3, transport=transport)
+    obs, _ = envs.reset(seed=0)
+    obs, reward, *_ = envs.step(np.zeros(3, dtype=np.int64))
+    assert obs.shape == (3, 4) and reward.tolist() == [1.0, 1.0, 1.0]
+    envs.close()
+    assert transport.closed
+
+    team = RemoteParallelEnv(
+        url, "agentgpt/Landmarks-v0", transport=HttpTransport(url, None, encoding="json")
+    )
+    observations, _ = team.reset(seed=0)
+    assert set(observations) == set(team.possible_agents)
+    team.close()

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agentgpt.hosts.provider import HostProvider
+from agentgpt.protocol import routes
 from agentgpt.protocol.keys import API_KEYS_ENV_VAR
 
 __all__ = ["LocalEnvHosts"]
@@ -106,7 +107,7 @@ def _health_ok(port: int) -> bool:
     """Whether ``GET /health`` on ``port`` answers 200 within a short timeout."""
     conn = http.client.HTTPConnection(_HOST, port, timeout=_HEALTH_TIMEOUT)
     try:
-        conn.request("GET", "/health")
+        conn.request("GET", routes.HEALTH)
         return conn.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False

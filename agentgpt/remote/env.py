@@ -10,6 +10,7 @@ from agentgpt.protocol import routes
 from agentgpt.protocol.answers import read_made, read_reset, read_step
 from agentgpt.protocol.fields import FINAL_OBSERVATION
 from agentgpt.protocol.requests import make_request, reset_request, step_request
+from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
 from agentgpt.wire import value_from_wire, value_to_wire
@@ -29,7 +30,10 @@ class RemoteEnv(gymnasium.Env):
 
         env = gymnasium.make("agentgpt/Remote-v0", url="http://host:8000", env_name="CartPole-v1")
 
-    Raises :class:`~agentgpt.remote.RemoteEnvError` for anything the server refuses.
+    ``transport`` replaces the default HTTP/1.1 connection with any
+    :class:`~agentgpt.remote.BaseTransport` (``url``, ``api_key``, ``encoding`` and the
+    timeouts are then the transport's own). Raises
+    :class:`~agentgpt.remote.RemoteEnvError` for anything the server refuses.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -47,6 +51,7 @@ class RemoteEnv(gymnasium.Env):
         encoding: Encoding = "msgpack",
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        transport: BaseTransport | None = None,
     ) -> None:
         self._session = RemoteSession.make(
             routes.MAKE,
@@ -62,6 +67,7 @@ class RemoteEnv(gymnasium.Env):
             encoding=encoding,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            transport=transport,
         )
         try:
             made = read_made(self._session.made)

@@ -11,6 +11,7 @@ from agentgpt.protocol import routes
 from agentgpt.protocol.answers import read_made, read_reset, read_step
 from agentgpt.protocol.fields import FINAL_OBSERVATION
 from agentgpt.protocol.requests import make_request, reset_request, step_request
+from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
 from agentgpt.wire import value_from_wire, value_to_wire
@@ -30,6 +31,9 @@ class RemoteParallelEnv(ParallelEnv):
     ``"next_step"`` the ``step({})`` after the end starts the next episode; with
     ``"same_step"`` the ending step already returns its first observations (the last ones
     are in each agent's ``info["final_observation"]``) and ``agents`` lists its agents.
+    ``transport`` replaces the default HTTP/1.1 connection with any
+    :class:`~agentgpt.remote.BaseTransport` (its own URL, key, encoding and timeouts
+    then apply).
     """
 
     metadata: dict[str, Any] = {"name": "remote_parallel_env", "render_modes": []}
@@ -47,6 +51,7 @@ class RemoteParallelEnv(ParallelEnv):
         encoding: Encoding = "msgpack",
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        transport: BaseTransport | None = None,
     ) -> None:
         self._session = RemoteSession.make(
             routes.MAKE,
@@ -62,6 +67,7 @@ class RemoteParallelEnv(ParallelEnv):
             encoding=encoding,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            transport=transport,
         )
         try:
             made = read_made(self._session.made)

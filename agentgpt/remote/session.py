@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import read_env_key
+from agentgpt.protocol.fields import INCARNATION
+from agentgpt.protocol.requests import close_request
 from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.errors import ClientClosedError, NoAnswerError, NotFoundError
 from agentgpt.remote.transport import Encoding, Transport
@@ -23,8 +27,8 @@ class RemoteSession:
     def __init__(self, transport: BaseTransport, made: dict[str, Any]) -> None:
         self.transport = transport
         self.made = made
-        self.env_key: str = made["env_key"]
-        self.incarnation: str | None = made.get("incarnation")
+        self.env_key: str = read_env_key(made)
+        self.incarnation: str | None = made.get(INCARNATION)
         self.closed = False
 
     @classmethod
@@ -64,7 +68,7 @@ class RemoteSession:
             return
         self.closed = True
         try:
-            self.transport.post("/close", {"env_key": self.env_key})
+            self.transport.post(routes.CLOSE, close_request(self.env_key))
         except (NoAnswerError, NotFoundError, ClientClosedError):
             pass
         finally:

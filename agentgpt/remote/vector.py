@@ -19,6 +19,7 @@ from agentgpt.protocol.requests import (
     reset_request,
     step_request,
 )
+from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.infos import vector_info_from_wire
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
@@ -39,6 +40,9 @@ class RemoteVectorEnv(VectorEnv):
     ``"disabled"``) or :class:`gymnasium.vector.AutoresetMode`; ``metadata
     ["autoreset_mode"]`` reports the enum. With ``"disabled"``, reset ended sub-envs with
     ``reset(options={"reset_mask": mask})``.
+    ``transport`` replaces the default HTTP/1.1 connection with any
+    :class:`~agentgpt.remote.BaseTransport` (its own URL, key, encoding and timeouts
+    then apply).
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class RemoteVectorEnv(VectorEnv):
         encoding: Encoding = "msgpack",
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        transport: BaseTransport | None = None,
     ) -> None:
         self._session = RemoteSession.make(
             routes.MAKE_VEC,
@@ -73,6 +78,7 @@ class RemoteVectorEnv(VectorEnv):
             encoding=encoding,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            transport=transport,
         )
         try:
             made = read_made(self._session.made)
@@ -92,7 +98,7 @@ class RemoteVectorEnv(VectorEnv):
         if seed is not None:
             self.action_space.seed(seed)
         self._post = self._session.transport.post
-        self._lists_are_objects = encoding == "msgpack"
+        self._lists_are_objects = self._session.transport.encoding == "msgpack"
 
     def reset(
         self,

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from agentgpt.protocol import routes
+from agentgpt.protocol.answers import health_incarnation
 from agentgpt.remote.errors import RemoteEnvError
 from agentgpt.remote.fleet.streams import Endpoint
 
@@ -88,11 +90,11 @@ class Prober:
         try:
             while not self._stop.wait(self._backoff.next_delay()):
                 try:
-                    health = transport.get("/health")
+                    health = transport.get(routes.HEALTH)
                 except RemoteEnvError:
                     continue
                 if not self._stop.is_set():
-                    self._events.put(HostBack(self, health.get("incarnation")))
+                    self._events.put(HostBack(self, health_incarnation(health)))
                 return
         finally:
             transport.close()
