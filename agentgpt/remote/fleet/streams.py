@@ -42,7 +42,7 @@ from agentgpt.protocol.requests import (
     reset_request,
     step_request,
 )
-from agentgpt.remote.errors import RemoteEnvError
+from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout
 from agentgpt.remote.fleet.faults import Fault, classify, describe
 from agentgpt.remote.fleet.infos import agent_infos
 from agentgpt.remote.infos import vector_info_from_wire
@@ -357,11 +357,7 @@ class StreamWorker:
         if fault in (Fault.ENV, Fault.FATAL) and self.env_key is not None:
             # The server process still holds the env: free it before anything is remade.
             close_quietly(self.spec.endpoint, self.env_key)
-        if (
-            fault is Fault.HOST
-            and isinstance(error, RemoteEnvError)
-            and error.error_type == "timeout"
-        ):
+        if fault is Fault.HOST and isinstance(error, RemoteTimeout):
             reason = f"no answer within {self.spec.endpoint.step_timeout:g} s"
         if not self._stop.is_set():
             self._events.put(Failed(self, ticket, fault, error, reason))
