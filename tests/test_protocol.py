@@ -106,9 +106,12 @@ def test_a_running_server_serves_exactly_the_protocol_routes(env_server):
 
 def test_the_docs_error_table_lists_exactly_the_vocabulary():
     rows = table_rows(docs_section("## Errors"))
-    documented = {unquoted(error_type): int(status) for status, error_type, _ in rows}
+    documented = {
+        unquoted(error_type): (int(status), retry.replace(" ", "_"))
+        for status, error_type, retry, _ in rows
+    }
     assert len(documented) == len(rows), "an error type is listed twice"
-    assert documented == {name: kind.status for name, kind in ERRORS.items()}
+    assert documented == {name: (kind.status, kind.retry.value) for name, kind in ERRORS.items()}
 
 
 def test_a_violation_carries_a_documented_kind():
