@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
-import httpx
 import numpy as np
 
-from agentgpt.remote import RemoteEnv, RemoteVectorEnv
+from agentgpt.protocol import routes
+from agentgpt.remote import HttpTransport, NoAnswerError, RemoteEnv, RemoteVectorEnv
 
 ENV_NAME = "CartPole-v1"
 
@@ -110,9 +110,10 @@ def server_process(api_key: str, startup_timeout: float = 60.0) -> Iterator[tupl
             if process.poll() is not None:
                 raise RuntimeError(f"env server exited with code {process.returncode}")
             try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
+                with contextlib.closing(HttpTransport(url, api_key, timeout=1.0)) as probe:
+                    probe.get(routes.HEALTH)
+                break
+            except NoAnswerError:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"env server did not answer within {startup_timeout} s")
