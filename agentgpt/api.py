@@ -19,6 +19,7 @@ class AgentGPT:
         env_hosts: int = 0,
         env_urls: Sequence[str] = (),
         fleet: Any = None,
+        callbacks: Sequence[Any] = (),
         **overrides: Any,
     ):
         """Train on ``env_id`` with default hyperparameters, any of which can be overridden
@@ -28,11 +29,14 @@ class AgentGPT:
         ``env_urls=[...]`` (with ``api_key=``, or ``AGENTGPT_API_KEY``) on servers that
         already run. ``fleet`` takes the full :class:`~agentgpt.hosts.fleet.FleetOptions`
         instead (envs per host, timeouts). ``envs`` passes ready-made vector envs (or a
-        :class:`~agentgpt.remote.fleet.Fleet`).
+        :class:`~agentgpt.remote.fleet.Fleet`). ``callbacks`` are training callbacks
+        (:class:`~agentgpt.train.callbacks.Callback`): run after every update and every
+        periodic evaluation (``eval_every=N``), able to stop the run early.
 
         Returns the :class:`~agentgpt.train.run.RunResult` (its ``run_dir`` holds the
         checkpoint, metrics and TensorBoard logs).
         """
+        from agentgpt.envs import PETTINGZOO_ENVS
         from agentgpt.hosts.fleet import FleetOptions
         from agentgpt.train.hyperparameters import Hyperparameters
         from agentgpt.train.run import claim_run, run_dir_of, saved_total_steps, train
@@ -54,7 +58,14 @@ class AgentGPT:
         with contextlib.ExitStack() as stack:
             if fleet is not None:
                 envs = stack.enter_context(_open_fleet(hparams, fleet, run_dir_of(hparams)))
-            return train(hparams, resume=resume, envs=envs, show_progress=show_progress)
+            return train(
+                hparams,
+                resume=resume,
+                envs=envs,
+                show_progress=show_progress,
+                callbacks=callbacks,
+                team_envs=PETTINGZOO_ENVS,
+            )
 
     @staticmethod
     def load(run_dir: str | Path):

@@ -49,12 +49,12 @@ def measure(hp: Hyperparameters, envs: object | None, label: str) -> tuple[float
         run_dir.mkdir()
         trainer = Trainer(hp.replace(runs_dir=runs, run_name=label), run_dir, envs)
         started = time.perf_counter()
-        result = trainer.run(show_progress=False)
+        result = trainer.run()
         elapsed = time.perf_counter() - started
         lag = getattr(trainer.collector, "policy_lag", 0.0)
         share = 1.0
         rows = getattr(trainer.collector, "rows_per_slot", None)
-        if rows is not None:
+        if rows is not None and envs is not None:
             first_host = len(envs.hosts[0].slots)
             share = rows[:first_host].sum() / max(rows.sum(), 1)
     return result.global_step / elapsed, lag, share

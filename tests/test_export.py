@@ -19,11 +19,12 @@ from typer.testing import CliRunner
 
 from agentgpt.agent.agent import Agent
 from agentgpt.agent.checkpoint import load_agent
+from agentgpt.agent.config import ModelConfig
 from agentgpt.agent.export import export_onnx, exportable
 from agentgpt.agent.normalization import ObsNormalizer
+from agentgpt.core.env_spec import EnvSpec
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
-from agentgpt.train.hyperparameters import Hyperparameters
 
 TOLERANCE = 1e-4
 
@@ -48,7 +49,7 @@ def _untrained_agent(env_id: str, seed: int = 0) -> Agent:
     normalizer = ObsNormalizer(policy.obs_codec.vector_dim, clip=5.0)
     rng = np.random.default_rng(seed)
     normalizer.update(rng.normal(0.3, 2.0, size=(500, policy.obs_codec.vector_dim)))
-    return Agent(policy, Hyperparameters(env_id=env_id), normalizer)
+    return Agent(policy, ModelConfig(), EnvSpec(env_id), normalizer)
 
 
 def _session(path: Path) -> ort.InferenceSession:

@@ -1,7 +1,7 @@
 """The asynchronous collector's bookkeeping, driven step by step with fleet batches.
 
 These tests feed :class:`FleetBatch` values (the data a real Fleet's ``recv`` returns)
-straight into ``FleetCollector.process`` so each fault lands at an exact position. The
+straight into ``Collector.process`` so each fault lands at an exact position. The
 collector's only other contact with the fleet is ``send``, which a small recorder below
 captures; the end-to-end behaviour with real servers and real faults is covered by
 tests/test_fleet_training.py.
@@ -17,8 +17,7 @@ import torch
 from agentgpt.agent.normalization import ObsNormalizer
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.remote.fleet import FleetBatch
-from agentgpt.train.fleet_rollout import FleetCollector
-from agentgpt.train.hyperparameters import Hyperparameters
+from agentgpt.train.collector import Collector
 from agentgpt.train.ppo import compute_gae
 from agentgpt.train.reward_scaling import RewardScaler
 
@@ -43,17 +42,7 @@ class SendRecorder:
         self.sent.append((np.asarray(actions).copy(), np.asarray(env_ids).copy()))
 
 
-def make_collector(steps: int = 4) -> tuple[FleetCollector, SendRecorder]:
-    hp = Hyperparameters(
-        env_id="test",
-        num_envs=2,
-        rollout_steps=steps,
-        num_input_states=2,
-        max_input_states=2,
-        train_window=min(4, steps),
-        control_random_prob=0.0,
-        seed=0,
-    )
+def make_collector(steps: int = 4) -> tuple[Collector, SendRecorder]:
     torch.manual_seed(0)
     policy = GPTPolicy(
         OBS_SPACE,
@@ -65,12 +54,17 @@ def make_collector(steps: int = 4) -> tuple[FleetCollector, SendRecorder]:
         num_input_states=2,
     ).eval()
     fleet = SendRecorder()
-    collector = FleetCollector(
+    window = min(4, steps)
+    collector = Collector(
         fleet,
         policy,
         ObsNormalizer(3, enabled=False),
         RewardScaler(2, 0.99, enabled=False),
-        hp,
+        rollout_steps=steps,
+        window=window,
+        stride=window,
+        control_random_prob=0.0,
+        seed=0,
     )
     collector.reset(seed=0)
     return collector, fleet

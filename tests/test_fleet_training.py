@@ -30,13 +30,14 @@ from agentgpt.hosts.local import LocalEnvHosts
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.remote import RemoteParallelEnv
 from agentgpt.remote.fleet import Fleet
-from agentgpt.train.fleet_rollout import FleetCollector
+from agentgpt.train.callbacks import Callback, UpdateEvent
+from agentgpt.train.collector import Collector
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.reward_scaling import RewardScaler
 from agentgpt.train.run import Trainer, train
 
 
-def _collector(fleet: Fleet, hp: Hyperparameters) -> FleetCollector:
+def _collector(fleet: Fleet, hp: Hyperparameters) -> Collector:
     torch.manual_seed(hp.seed)
     policy = GPTPolicy(
         fleet.single_observation_space,
@@ -48,7 +49,17 @@ def _collector(fleet: Fleet, hp: Hyperparameters) -> FleetCollector:
         num_input_states=hp.num_input_states,
     ).eval()
     normalizer = ObsNormalizer(policy.obs_codec.vector_dim)
-    return FleetCollector(fleet, policy, normalizer, RewardScaler(fleet.num_envs, hp.gamma), hp)
+    return Collector(
+        fleet,
+        policy,
+        normalizer,
+        RewardScaler(fleet.num_envs, hp.gamma),
+        rollout_steps=hp.rollout_steps,
+        window=hp.window,
+        stride=hp.stride,
+        control_random_prob=hp.control_random_prob,
+        seed=hp.seed,
+    )
 
 
 def _check_rows_are_sound(rollout, slots: np.ndarray, cut_slots: set[int]) -> int:
@@ -127,6 +138,14 @@ def test_training_data_survives_a_server_restart() -> None:
             fleet.close()
 
 
+class LagRecorder(Callback):
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+
+    def on_update(self, event: UpdateEvent) -> None:
+        self.lags.append(float(event.timing["policy_lag"]))
+
+
 def test_overlapped_updates_act_with_a_copy_that_follows_the_learner(tmp_path: Path) -> None:
     hp = Hyperparameters(
         env_id="CartPole-v1",
@@ -143,7 +162,8 @@ def test_overlapped_updates_act_with_a_copy_that_follows_the_learner(tmp_path: P
             run_dir.mkdir()
             trainer = Trainer(hp, run_dir, envs=fleet)
             before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
-            trainer.run(show_progress=False)
+            lags = LagRecorder()
+            trainer.run([lags])
         finally:
             fleet.close()
     assert trainer.actor is not trainer.policy
@@ -151,9 +171,7 @@ def test_overlapped_updates_act_with_a_copy_that_follows_the_learner(tmp_path: P
     assert any(not torch.equal(before[k], learned[k]) for k in learned)  # it trained
     acting = trainer.actor.state_dict()
     assert all(torch.equal(acting[k], learned[k]) for k in learned)  # and the actor follows
-    with (run_dir / "timing.csv").open(newline="") as f:
-        lags = [float(row["policy_lag"]) for row in csv.DictReader(f)]
-    assert len(lags) == 3 and all(lag >= 0 for lag in lags)
+    assert len(lags.lags) == 3 and all(lag >= 0 for lag in lags.lags)
 
 
 def _metrics_updates(run_dir: Path) -> int:
@@ -248,8 +266,9 @@ def test_multi_agent_landmarks_learns_over_the_wire(tmp_path: Path) -> None:
             run_name="landmarks",
             seed=1,
         )
-        fleet = FleetOptions(env_urls=hosts.urls, api_key=hosts.api_key)
-        result = train(hp, fleet=fleet, show_progress=False)
+        options = FleetOptions(env_urls=hosts.urls, api_key=hosts.api_key)
+        with open_fleet(hp.env_id, options, num_envs=hp.num_envs, seed=hp.seed) as fleet:
+            result = train(hp, envs=fleet, show_progress=False)
         env = RemoteParallelEnv(hosts.urls[0], "agentgpt/Landmarks-v0", api_key=hosts.api_key)
         try:
             score = evaluate_team(result.run_dir, env, episodes=50, seed=1000)

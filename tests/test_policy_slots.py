@@ -265,25 +265,21 @@ def test_dropout_is_off_in_eval_mode() -> None:
     assert seen["context_moves"] > 0
 
 
-def test_forward_incremental_still_matches_forward() -> None:
-    """The shared-cache path runs through the same trunk as the slots."""
-    policy = _policy("continuous", seed=3)
-    stream = Stream("continuous", policy, seed=3)
-    tokens = [[stream.next() for _ in range(6)] for _ in range(3)]
-    obs, starts, control = _stack(tokens)
-    cache = None
-    with torch.no_grad():
-        for lo, hi in [(0, 2), (2, 3), (3, 6)]:
-            part = ObsTensors(obs.vector[:, lo:hi], obs.discrete[:, lo:hi], [])
-            out, cache = policy.forward_incremental(
-                part, starts[:, lo:hi], control[:, lo:hi], cache
-            )
-            first = starts[:, :hi].clone()
-            first[:, 0] = True
-            whole = ObsTensors(obs.vector[:, :hi], obs.discrete[:, :hi], [])
-            ref = policy(whole, first, control[:, :hi], last_only=True)
-            torch.testing.assert_close(out.values, ref.values, atol=TOLERANCE, rtol=0)
-            torch.testing.assert_close(out.dist.mean, ref.dist.mean, atol=TOLERANCE, rtol=0)
+def test_every_slot_at_one_length_matches_forward() -> None:
+    """Lockstep extends (every slot, in order, at one length: the in-place path) give
+    what ``forward`` gives on each slot's whole context, and later subsets still do."""
+    policy = _policy("continuous", seed=4)
+    contexts = SlotContexts(policy, num_slots=3, capacity=5)
+    stream = Stream("continuous", policy, seed=4)
+    history: list[list[Token]] = [[], [], []]
+    action = _fixed_action(policy)
+    for slots, steps in [([0, 1, 2], 2), ([0, 1, 2], 1), ([1], 1), ([0, 1, 2], 1)]:
+        rows = [[stream.next() for _ in range(steps)] for _ in slots]
+        out = contexts.extend(torch.tensor(slots), *_stack(rows))
+        for row, (slot, tokens) in enumerate(zip(slots, rows, strict=True)):
+            history[slot] += tokens
+            _assert_same(out, row, _reference(policy, history[slot], None), action)
+    assert contexts.lengths.tolist() == [4, 5, 4]
 
 
 def test_lengths_track_extends_and_clears() -> None:

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from agentgpt.agent.normalization import ObsNormalizer, RunningMeanStd
+from agentgpt.core.local import LocalVectorEnv
 from agentgpt.policy import GPTPolicy
 from agentgpt.policy.encoders import ObsTensors
+from agentgpt.train.collector import Collector
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.ppo import (
     EntropyTuner,
@@ -19,7 +21,6 @@ from agentgpt.train.ppo import (
     window_layout,
 )
 from agentgpt.train.reward_scaling import RewardScaler
-from agentgpt.train.rollout import RolloutCollector
 
 GAMMA, LAM = 0.9, 0.5
 
@@ -73,7 +74,17 @@ def _collector(control_random_prob: float = 0.25, num_envs: int = 3, window_stri
         num_input_states=4,
     ).eval()
     normalizer = ObsNormalizer(4)
-    collector = RolloutCollector(envs, policy, normalizer, RewardScaler(num_envs, 0.99), hp)
+    collector = Collector(
+        LocalVectorEnv(envs),
+        policy,
+        normalizer,
+        RewardScaler(num_envs, 0.99),
+        rollout_steps=hp.rollout_steps,
+        window=hp.window,
+        stride=hp.stride,
+        control_random_prob=hp.control_random_prob,
+        seed=hp.seed,
+    )
     collector.reset(seed=3)
     return collector, policy, hp
 
@@ -132,14 +143,16 @@ def test_window_layout_trains_each_step_once_with_long_contexts() -> None:
 def test_control_mix_flags_random_actions() -> None:
     collector, _, _ = _collector(control_random_prob=0.0)
     rollout = collector.collect(16)
-    assert rollout.from_policy.all() and (rollout.control == 1.0).all()
+    # Every decision comes from the policy (final observations are no decisions).
+    assert torch.equal(rollout.from_policy, rollout.valid) and (rollout.control == 1.0).all()
     collector, _, _ = _collector(control_random_prob=1.0, num_envs=8)
     rollout = collector.collect(16)
     control = rollout.control.numpy()
     assert (control < 1.0).all()
     # Random actions happen with probability 1 - control.
-    frac_random = 1.0 - rollout.from_policy.float().mean().item()
-    assert frac_random == pytest.approx(1.0 - control.mean(), abs=0.1)
+    valid = rollout.valid
+    frac_random = 1.0 - rollout.from_policy[valid].float().mean().item()
+    assert frac_random == pytest.approx(1.0 - control[valid.numpy()].mean(), abs=0.1)
 
 
 def test_first_update_starts_at_ratio_one_and_moves_the_policy() -> None:
@@ -163,7 +176,7 @@ def test_first_update_starts_at_ratio_one_and_moves_the_policy() -> None:
         rollout,
         adv,
         ret,
-        hp.replace(epochs=1, num_minibatches=1),
+        hp.replace(epochs=1, num_minibatches=1).ppo,
         0.0,
         torch.Generator().manual_seed(0),
     )
@@ -206,7 +219,7 @@ def test_reward_scaler_brings_returns_to_unit_scale() -> None:
 def test_entropy_coefficient_tracks_the_target() -> None:
     policy = GPTPolicy(gymnasium.spaces.Box(-1, 1, (2,)), gymnasium.spaces.Discrete(4))
     hp = Hyperparameters(target_entropy_start=0.5, target_entropy_end=0.0, ent_coef=0.0)
-    tuner = EntropyTuner(policy, hp)
+    tuner = EntropyTuner(policy, hp.ppo)
     assert tuner.target(0.0) == pytest.approx(0.5 * np.log(4))
     assert tuner.target(1.0) == 0.0
     for _ in range(5):
@@ -215,5 +228,5 @@ def test_entropy_coefficient_tracks_the_target() -> None:
     for _ in range(100):
         tuner.update(entropy=1.3, progress=0.5)  # above target: back to zero
     assert tuner.coef == 0.0
-    off = EntropyTuner(policy, hp.replace(adapt_entropy=False, ent_coef=0.01))
+    off = EntropyTuner(policy, hp.replace(adapt_entropy=False, ent_coef=0.01).ppo)
     assert off.update(entropy=0.0, progress=0.0) == 0.01

@@ -265,7 +265,8 @@ def test_python_one_liner(tmp_path: Path) -> None:
     )
     assert result.global_step == 128
     agent = AgentGPT.load(result.run_dir)
-    assert agent.hyperparameters.run_name == "api"
+    assert agent.run_dir == tmp_path / "api" and agent.env.env_id == "CartPole-v1"
+    assert agent.model.d_model == 16 and agent.model.num_input_states == 4
     # Resuming without total_steps keeps the run's own budget (128), not the 100k default.
     again = AgentGPT.train("CartPole-v1", resume=True, run_name="api", runs_dir=str(tmp_path))
     assert again.global_step == 128

@@ -15,18 +15,21 @@ import gymnasium
 import numpy as np
 import torch
 
+from agentgpt.agent.config import ModelConfig
 from agentgpt.agent.normalization import ObsNormalizer
+from agentgpt.core.env_spec import EnvSpec
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
-from agentgpt.train.hyperparameters import Hyperparameters
 
 
 @dataclass
 class Agent:
-    """A trained policy (eval mode) with the statistics needed to feed it."""
+    """A trained policy (eval mode) with the statistics needed to feed it, the shape it
+    was built with and the env it was trained on (which evaluation makes again)."""
 
     policy: GPTPolicy
-    hyperparameters: Hyperparameters
+    model: ModelConfig
+    env: EnvSpec
     obs_normalizer: ObsNormalizer
     run_dir: Path | None = None
 

@@ -54,12 +54,12 @@ def _load(run_dir_or_agent: str | Path | Agent) -> Agent:
 
 def make_eval_env(agent: Agent, render_mode: str | None = None, **overrides: Any) -> gymnasium.Env:
     """One env like those the agent was trained on (same id and constructor kwargs)."""
-    hp = agent.hyperparameters
-    register_namespace(hp.env_id)
-    kwargs = {**hp.env_kwargs, **overrides}
+    spec = agent.env
+    register_namespace(spec.env_id)
+    kwargs = {**spec.env_kwargs, **overrides}
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    return gymnasium.make(hp.env_id, **kwargs)
+    return gymnasium.make(spec.env_id, **kwargs)
 
 
 class VideoWriter:

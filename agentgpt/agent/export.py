@@ -166,7 +166,7 @@ def export_onnx(
         )
     model = onnx.load_from_string(buffer.getvalue())
     model.doc_string = (
-        f"AgentGPT policy for {agent.hyperparameters.env_id}: obs float32[batch,{k},"
+        f"AgentGPT policy for {agent.env.env_id}: obs float32[batch,{k},"
         f"{policy.obs_codec.vector_dim}] raw, mask float32[batch,{k}] (1 = real step), "
         "control float32[batch]; normalization is part of the graph."
     )

@@ -1,8 +1,9 @@
 """``agentgpt train``: the one-line trainer on the command line.
 
-Every field of :class:`~agentgpt.train.hyperparameters.Hyperparameters` is a flag
-(``--learning-rate 3e-4``, ``--no-normalize-obs``), generated from the dataclass so the
-two never drift apart. Precedence: defaults < ``--config file.yaml`` < flags. torch is
+Every field of :class:`~agentgpt.train.hyperparameters.Hyperparameters` (the flat view
+of a run's env, model, PPO and run configs) is a flag (``--learning-rate 3e-4``,
+``--no-normalize-obs``, ``--eval-every 10``), generated from the dataclass so the two
+never drift apart. Precedence: defaults < ``--config file.yaml`` < flags. torch is
 imported inside the command only, so the CLI loads on machines without it.
 """
 
@@ -168,6 +169,7 @@ def train_command(
     if resume and not flags.get("run_name"):
         raise typer.BadParameter("--resume needs --run-name", param_hint="--resume")
     from agentgpt.core.errors import EnvsUnavailable
+    from agentgpt.envs import PETTINGZOO_ENVS
     from agentgpt.remote import RemoteEnvError
     from agentgpt.train.run import (
         EnvHostsUnavailable,
@@ -191,7 +193,13 @@ def train_command(
             if fleet is not None:
                 hparams = claim_run(hparams)
                 envs = stack.enter_context(_open_fleet(hparams, fleet))
-            result = train(hparams, resume=resume, envs=envs, show_progress=progress)
+            result = train(
+                hparams,
+                resume=resume,
+                envs=envs,
+                show_progress=progress,
+                team_envs=PETTINGZOO_ENVS,
+            )
     except TrainingInterrupted as stop:
         typer.echo(f"Interrupted at step {stop.global_step}; checkpoint saved in {stop.run_dir}")
         raise typer.Exit(130) from None

@@ -15,15 +15,15 @@ Three ways to feed it, all giving the same output for the same observations in c
 
 * :meth:`GPTPolicy.forward` takes packed sequences with ``starts`` flags (training: a
   window of a rollout whose episodes may begin mid-window).
-* :meth:`GPTPolicy.forward_incremental` extends cached contexts by new steps
-  (collection: one step per env per call, computing only the new token).
+* :meth:`GPTPolicy.forward_with_past` extends cached keys/values by new steps
+  (collection, through :class:`~agentgpt.policy.slots.SlotContexts`: only the new
+  tokens are computed).
 * :meth:`GPTPolicy.forward_window` takes one left-padded window per env with a
   ``valid`` mask and reads the last position (acting, evaluation, ONNX export);
   :meth:`GPTPolicy.deterministic_action_window` is its traceable deterministic form.
 
-:class:`agentgpt.policy.slots.SlotContexts` keeps one cached context per env instead of
-one shared cache, for collection from envs that are each at their own step; it runs
-through :meth:`GPTPolicy.forward_with_past`.
+:class:`agentgpt.policy.slots.SlotContexts` keeps one cached context per env, for
+collection from envs that are each at their own step.
 """
 
 from __future__ import annotations
@@ -46,17 +46,6 @@ from agentgpt.policy.transformer import (
     segment_mask,
     window_mask,
 )
-
-
-class ContextCache(NamedTuple):
-    """Keys/values of every layer and segment ids of the tokens in context so far."""
-
-    layers: list[KeyValues]
-    segments: torch.Tensor
-
-    @property
-    def length(self) -> int:
-        return int(self.segments.shape[1])
 
 
 class PolicyOutput(NamedTuple):
@@ -178,40 +167,6 @@ class GPTPolicy(nn.Module):
         if last_only:
             hidden = hidden[:, -1]
         return PolicyOutput(*self._heads(hidden, action_mask))
-
-    def forward_incremental(
-        self,
-        obs: ObsTensors,
-        starts: torch.Tensor,
-        control: torch.Tensor,
-        cache: ContextCache | None = None,
-        action_mask: torch.Tensor | None = None,
-    ) -> tuple[PolicyOutput, ContextCache]:
-        """Append ``[B, Tn]`` new timesteps to a cached context and read the last one.
-
-        Gives exactly what :meth:`forward` gives at the last position of the whole
-        context (``starts`` of the new tokens as there; with no ``cache`` the first new
-        token starts a context), but only the new tokens are computed: collection uses
-        it to extend every env's context by one step at a time.
-        """
-        steps = starts.shape[1]
-        past = 0 if cache is None else cache.length
-        first = (
-            starts.long()
-            if cache is not None
-            else starts.long().index_fill(1, torch.tensor([0]), 1)
-        )
-        offset = 0 if cache is None else cache.segments[:, -1:]
-        segments = first.cumsum(1) + offset
-        keys = segments if cache is None else torch.cat([cache.segments, segments], dim=1)
-        index = torch.arange(past + steps)
-        causal = index.unsqueeze(0) <= index[past:].unsqueeze(1)
-        allowed = causal & (segments.unsqueeze(2) == keys.unsqueeze(1))
-        distance = distances(steps, self.max_input_states, past=past)
-        out, presents = self.forward_with_past(
-            obs, control, allowed, distance, None if cache is None else cache.layers, action_mask
-        )
-        return out, ContextCache(presents, keys)
 
     def forward_with_past(
         self,

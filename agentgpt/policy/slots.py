@@ -2,9 +2,10 @@
 
 A collector that drives remote envs asynchronously holds, at any moment, the newest
 observations of only some envs, and each of those envs sits at its own position in its
-own context. :meth:`GPTPolicy.forward_incremental` cannot serve it: its cache is one
-block whose rows all have the same length. :class:`SlotContexts` keeps one fixed-size
-slot of keys/values per env instead. An :meth:`SlotContexts.extend` gathers the slots
+own context, so a cache that is one block whose rows all have the same length cannot
+serve it. :class:`SlotContexts` keeps one fixed-size slot of keys/values per env instead
+(when every slot is listed at one length, as local envs that answer together are, it
+reads and writes that block in place). An :meth:`SlotContexts.extend` gathers the slots
 it is given, computes only the new tokens against them (positions past a slot's length,
 and tokens of earlier episodes, are masked out; relative distances are per row), and
 scatters the new keys/values back. The output at each slot's newest token is the one
@@ -55,6 +56,7 @@ class SlotContexts:
         #: same rule as ``segment_mask``, kept as one number since segments only grow.
         self._start = torch.zeros(self.num_slots, dtype=torch.long, device=device)
         self._steps = torch.arange(self.capacity, device=device)
+        self._all = torch.arange(self.num_slots, device=device)
         self.lengths: torch.Tensor = torch.zeros(self.num_slots, dtype=torch.long, device=device)
 
     @torch.inference_mode()
@@ -113,8 +115,13 @@ class SlotContexts:
         allowed = (keys >= segment.unsqueeze(2)) & (keys <= positions.unsqueeze(2))
         distance = (positions.unsqueeze(2) - keys).clamp(0, self.policy.max_input_states - 1)
 
+        # Every slot in order at one length (lockstep collection from local envs): the
+        # cache is read and written in place of gathering and scattering rows.
+        every = batch == self.num_slots and bool((slots == self._all).all())
+        uniform = every and int(lengths.min()) == cached
         # [B, layers, 2, heads, cached, hd]; index_select is far cheaper than indexing.
-        gathered = self._kv[..., :cached, :].index_select(0, slots)
+        cache = self._kv[..., :cached, :]
+        gathered = cache if every else cache.index_select(0, slots)
         past = [(gathered[:, i, 0], gathered[:, i, 1]) for i in range(gathered.shape[1])]
         out, presents = self.policy.forward_with_past(
             obs, control, allowed, distance, past, action_mask
@@ -125,8 +132,11 @@ class SlotContexts:
             fresh = torch.stack([t[:, :, cached:] for kv in presents for t in kv])
             # [layers * 2, B, heads, n, hd] -> [B, n, layers, 2, heads, hd]: the shape
             # advanced indexing by (slot, position) gives.
-            fresh = fresh.unflatten(0, (layers, 2)).permute(2, 4, 0, 1, 3, 5)
-            self._kv[slots.unsqueeze(1), :, :, :, positions] = fresh
+            fresh = fresh.unflatten(0, (layers, 2))
+            if uniform:
+                self._kv[..., cached : cached + steps, :] = fresh.permute(2, 0, 1, 3, 4, 5)
+            else:
+                self._kv[slots.unsqueeze(1), :, :, :, positions] = fresh.permute(2, 4, 0, 1, 3, 5)
         self._start[slots] = segment[:, -1]
         self.lengths[slots] = lengths + steps
         return out

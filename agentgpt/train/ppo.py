@@ -17,7 +17,7 @@ import torch
 
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
-from agentgpt.train.hyperparameters import Hyperparameters
+from agentgpt.train.config import PPOConfig
 from agentgpt.train.rollout import Rollout, window_start
 
 
@@ -120,16 +120,17 @@ def ppo_update(
     rollout: Rollout,
     advantages: np.ndarray,
     returns: np.ndarray,
-    hp: Hyperparameters,
+    hp: PPOConfig,
     ent_coef: float,
     generator: torch.Generator,
 ) -> UpdateStats:
-    """Several epochs of clipped PPO over the rollout's K-step windows."""
-    k = hp.window
+    """Several epochs of clipped PPO over the rollout's windows (their length and stride
+    resolved for the policy's context length)."""
+    k = hp.window(policy.num_input_states)
     seq = training_windows(
         rollout,
         k,
-        hp.stride,
+        hp.stride(policy.num_input_states),
         adv=torch.as_tensor(advantages, dtype=torch.float32),
         ret=torch.as_tensor(returns, dtype=torch.float32),
     )
@@ -223,7 +224,7 @@ class EntropyTuner:
     toward more randomness than the target.
     """
 
-    def __init__(self, policy: GPTPolicy, hp: Hyperparameters) -> None:
+    def __init__(self, policy: GPTPolicy, hp: PPOConfig) -> None:
         self.hp = hp
         self.coef = hp.ent_coef
         self.discrete_max = float(sum(math.log(n) for n in policy.action_codec.discrete_sizes))

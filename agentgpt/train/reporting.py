@@ -2,7 +2,8 @@
 
 ``metrics.csv`` holds only values that are a pure function of the seed (no wall-clock),
 so two runs with the same seed produce byte-identical files; timings go to
-``timing.csv``, TensorBoard and the progress display instead.
+``timing.csv``, TensorBoard and the progress display instead. :class:`Reporter` is a
+training callback (:mod:`agentgpt.train.callbacks`) that ``train()`` adds to every run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from agentgpt.train.callbacks import Callback, EvaluationEvent, UpdateEvent
+
 METRIC_COLUMNS = [
     "update",
     "global_step",
@@ -40,8 +43,8 @@ METRIC_COLUMNS = [
     "ent_coef",
     "target_entropy",
 ]
-#: ``policy_lag`` (updates between acting and training, averaged) and ``hosts_up`` are
-#: filled when training on env hosts.
+#: ``policy_lag``: updates between acting and training, averaged over the rollout;
+#: ``hosts_up``: filled when the envs run on env hosts.
 TIMING_COLUMNS = [
     "update",
     "global_step",
@@ -82,8 +85,8 @@ class CsvLog:
             )
 
 
-class Reporter:
-    """Fans one row of metrics out to every sink."""
+class Reporter(Callback):
+    """Fans each update's metrics out to every sink (a callback of every run)."""
 
     def __init__(
         self,
@@ -135,6 +138,24 @@ class Reporter:
                 run_dir.name, total=total_steps, completed=start_step, sps=0.0, ret="-"
             )
             self.progress.start()
+
+    def on_update(self, event: UpdateEvent) -> None:
+        self.log(event.row, event.timing)
+
+    def on_evaluation(self, event: EvaluationEvent) -> None:
+        if event.result is None:
+            return
+        step = event.global_step
+        self.tensorboard.add_scalar("eval/mean_return", event.result.mean, step)
+        self.tensorboard.add_scalar("eval/std_return", event.result.std, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log(
+                {"eval/mean_return": event.result.mean, "eval/std_return": event.result.std},
+                step=step,
+            )
+
+    def on_end(self) -> None:
+        self.close()
 
     def log(self, row: dict[str, Any], timing: dict[str, Any]) -> None:
         self.metrics.write(row)

@@ -1,7 +1,10 @@
 """The training loop: collect, compute GAE, update, tune, report, checkpoint.
 
 :func:`train` is the one entry point; the CLI (``agentgpt train``) and
-``AgentGPT.train`` both call it.
+``AgentGPT.train`` both call it. Every env source is an asynchronous vector env
+(:mod:`agentgpt.core.async_env`): a Gymnasium vector env goes through
+:class:`~agentgpt.core.local.LocalVectorEnv`, a fleet of env servers speaks the protocol
+itself, and one :class:`~agentgpt.train.collector.Collector` drives either.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import pickle
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,22 +24,38 @@ from typing import Any
 import gymnasium
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 
-from agentgpt.agent.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from agentgpt.agent.agent import Agent
+from agentgpt.agent.checkpoint import (
+    CHECKPOINT_FILE,
+    FORMAT_VERSION,
+    load_checkpoint,
+    save_checkpoint,
+)
+from agentgpt.agent.evaluate import EvalResult, evaluate
 from agentgpt.agent.normalization import ObsNormalizer
-from agentgpt.core.errors import EnvsUnavailable as FleetDownError
+from agentgpt.core.async_env import is_async_vector_env
+from agentgpt.core.errors import EnvsUnavailable
+from agentgpt.core.factories import load_factory
+from agentgpt.core.local import LocalVectorEnv
 from agentgpt.core.registration import register_namespace
 from agentgpt.policy.model import GPTPolicy
+from agentgpt.train.callbacks import (
+    Callback,
+    CallbackList,
+    EvaluationEvent,
+    StopRequest,
+    UpdateEvent,
+)
+from agentgpt.train.collector import Collector
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.ppo import EntropyTuner, UpdateStats, compute_gae, ppo_update
 from agentgpt.train.reporting import Reporter
 from agentgpt.train.reward_scaling import RewardScaler
-from agentgpt.train.rollout import RolloutCollector
 
-
-def is_fleet(envs: Any) -> bool:
-    """Whether ``envs`` offers the asynchronous ``recv``/``send`` API of a Fleet."""
-    return callable(getattr(envs, "recv", None)) and callable(getattr(envs, "send", None))
+#: Plays a policy's evaluation episodes: ``(agent, episodes, seed) -> EvalResult``.
+Evaluator = Callable[[Agent, int, int], EvalResult]
 
 
 @dataclass
@@ -48,6 +68,10 @@ class RunResult:
     updates: int
     #: The last row written to ``metrics.csv``.
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: A callback asked the run to stop before its step budget was spent.
+    stopped_early: bool = False
+    #: The reason the callback gave (None when the run finished).
+    stop_reason: str | None = None
 
 
 def default_run_name(hp: Hyperparameters) -> str:
@@ -68,47 +92,57 @@ def _claim_new_name(runs_dir: Path, base: str) -> str:
     raise RuntimeError(f"could not find a free run name under {runs_dir}")
 
 
-def make_envs(hp: Hyperparameters) -> gymnasium.vector.VectorEnv:
-    """Local vector env for ``hp.env_id`` (NEXT_STEP autoreset, Gymnasium's default)."""
+def make_envs(hp: Hyperparameters) -> LocalVectorEnv:
+    """Local envs for ``hp.env_id``, behind the asynchronous protocol.
+
+    Sync envs run with DISABLED autoreset and the adapter performs the reset step itself,
+    so the sub-envs plus the adapter's state are everything a checkpoint needs. Async
+    envs (subprocesses, never saved) keep Gymnasium's NEXT_STEP autoreset, which spares
+    them the separate round trip of each reset.
+    """
     register_namespace(hp.env_id)
-    return gymnasium.make_vec(
+    mode = AutoresetMode.DISABLED if hp.vectorization_mode == "sync" else AutoresetMode.NEXT_STEP
+    envs = gymnasium.make_vec(
         hp.env_id,
         num_envs=hp.num_envs,
         vectorization_mode=hp.vectorization_mode,
+        vector_kwargs={"autoreset_mode": mode},
         **hp.env_kwargs,
+    )
+    return LocalVectorEnv(envs)
+
+
+def as_async_envs(envs: Any) -> Any:
+    """``envs`` speaking the asynchronous protocol: as given when it does (a fleet, a
+    :class:`LocalVectorEnv`), wrapped when it is a Gymnasium vector env."""
+    if is_async_vector_env(envs):
+        return envs
+    if isinstance(envs, gymnasium.vector.VectorEnv):
+        return LocalVectorEnv(envs)
+    raise TypeError(
+        "envs must be a gymnasium VectorEnv or an asynchronous vector env "
+        f"(async_reset/recv/send), got {type(envs).__name__}"
     )
 
 
-_SYNC_STATE = (
-    "_env_obs",
-    "_observations",
-    "_rewards",
-    "_terminations",
-    "_truncations",
-    "_autoreset_envs",
-)
+def local_evaluator(hp: Hyperparameters, team_envs: Mapping[str, str] | None = None) -> Evaluator:
+    """Evaluation on fresh local envs of the run's id: :func:`evaluate` for a Gymnasium
+    id, the team return (:func:`evaluate_team`) for a PettingZoo id in ``team_envs``
+    (names mapped to ``"module:factory"``)."""
+    factory = (team_envs or {}).get(hp.env_id)
+    if factory is None:
+        return lambda agent, episodes, seed: evaluate(agent, episodes=episodes, seed=seed)
 
+    from agentgpt.agent.team_eval import evaluate_team
 
-def _pickle_sync_envs(envs: gymnasium.vector.VectorEnv) -> bytes | None:
-    """The sub-envs and step state of a local sync vector env, or None when they cannot
-    be pickled (native handles such as Box2D worlds, or other vector env kinds)."""
-    if not isinstance(envs, gymnasium.vector.SyncVectorEnv):
-        return None
-    try:
-        return pickle.dumps(
-            {"envs": envs.envs, **{name: getattr(envs, name) for name in _SYNC_STATE}}
-        )
-    except Exception:
-        return None
+    def play_team(agent: Agent, episodes: int, seed: int) -> EvalResult:
+        env = load_factory(factory)(**hp.env_kwargs)
+        try:
+            return evaluate_team(agent, env, episodes, seed=seed)
+        finally:
+            env.close()
 
-
-def _restore_sync_envs(envs: gymnasium.vector.VectorEnv, blob: bytes) -> None:
-    state = pickle.loads(blob)
-    for env in envs.envs:
-        env.close()
-    envs.envs = state.pop("envs")
-    for name, value in state.items():
-        setattr(envs, name, value)
+    return play_team
 
 
 def _seed_everything(seed: int) -> None:
@@ -117,37 +151,45 @@ def _seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Owns every object of a run; :meth:`run` trains until ``total_steps``."""
+    """Owns every object of a run; :meth:`run` trains until ``total_steps`` (or until a
+    callback asks it to stop)."""
 
     def __init__(
         self,
         hp: Hyperparameters,
         run_dir: Path,
-        envs: gymnasium.vector.VectorEnv | None = None,
+        envs: Any = None,
         resume_state: dict[str, Any] | None = None,
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.hp = hp
         self.run_dir = run_dir
+        self.model, self.ppo, self.run_config = hp.model, hp.ppo, hp.run
         # Collection runs many tiny forward passes, which extra threads only slow down;
         # the update's larger batches use every core.
         self.update_threads = hp.torch_threads or os.cpu_count() or 1
+        self.evaluator = evaluator or local_evaluator(hp)
         _seed_everything(hp.seed)
 
         self.owns_envs = envs is None
-        self.envs = envs if envs is not None else make_envs(hp)
-        self._restored_envs = False
-        if resume_state is not None and resume_state.get("envs") is not None and self.owns_envs:
-            _restore_sync_envs(self.envs, resume_state["envs"])
-            self._restored_envs = True
+        self.envs = make_envs(hp) if envs is None else as_async_envs(envs)
+        #: Whether checkpoints can hold the envs (own local sync envs that pickle).
+        self._envs_saveable = (
+            self.owns_envs and isinstance(self.envs, LocalVectorEnv) and self.envs.saveable
+        )
+        restored = False
+        if (
+            resume_state is not None
+            and self._envs_saveable
+            and resume_state.get("format") == FORMAT_VERSION
+            and resume_state.get("envs") is not None
+        ):
+            self.envs.load_state_dict(pickle.loads(resume_state["envs"]))
+            restored = True
         self.policy = GPTPolicy(
             self.envs.single_observation_space,
             self.envs.single_action_space,
-            num_layers=hp.num_layers,
-            d_model=hp.d_model,
-            num_heads=hp.num_heads,
-            dropout=hp.dropout,
-            max_input_states=hp.max_input_states,
-            num_input_states=hp.num_input_states,
+            **self.model.policy_kwargs(),
         ).eval()
         # The fused kernel updates every parameter in one call: with ~40 small tensors,
         # per-tensor Adam ops cost more than the arithmetic.
@@ -160,49 +202,46 @@ class Trainer:
         self.reward_scaler = RewardScaler(
             self.envs.num_envs, hp.gamma, clip=hp.reward_clip, enabled=hp.scale_rewards
         )
-        self.asynchronous = is_fleet(self.envs)
-        #: The network collection acts with. With ``overlap_updates`` on a fleet it is a
-        #: copy of ``policy``, refreshed after each update, so envs keep stepping while
-        #: the update runs.
-        self.actor = self.policy
-        self.overlap = self.asynchronous and hp.overlap_updates
-        if self.asynchronous:
-            from agentgpt.train.fleet_rollout import FleetCollector
-
-            if self.overlap:
-                self.actor = copy.deepcopy(self.policy).eval()
-            self.collector: RolloutCollector | FleetCollector = FleetCollector(
-                self.envs, self.actor, self.normalizer, self.reward_scaler, hp
-            )
-        else:
-            self.collector = RolloutCollector(
-                self.envs, self.policy, self.normalizer, self.reward_scaler, hp
-            )
-        self.tuner = EntropyTuner(self.policy, hp)
+        #: The network collection acts with. With ``overlap_updates`` it is a copy of
+        #: ``policy``, refreshed after each update, so envs keep stepping while the
+        #: update runs.
+        self.overlap = hp.overlap_updates
+        self.actor = copy.deepcopy(self.policy).eval() if self.overlap else self.policy
+        self.collector = Collector(
+            self.envs,
+            self.actor,
+            self.normalizer,
+            self.reward_scaler,
+            rollout_steps=hp.rollout_steps,
+            window=hp.window,
+            stride=hp.stride,
+            control_random_prob=hp.control_random_prob,
+            seed=hp.seed,
+        )
+        self.tuner = EntropyTuner(self.policy, self.ppo)
         self.generator = torch.Generator().manual_seed(hp.seed + 1)
         self.batch_steps = self.envs.num_envs * hp.rollout_steps
         self.num_updates = max(1, hp.total_steps // self.batch_steps)
         self.update = 0
         self.global_step = 0
         self.lr = hp.learning_rate
-        self._envs_picklable = (
-            hp.vectorization_mode == "sync" and self.owns_envs and not self.asynchronous
-        )
 
         if resume_state is None:
             self.collector.reset(seed=hp.seed)
         else:
-            self._load(resume_state)
+            self._load(resume_state, restored)
         self._boundary = self._snapshot()
 
     # ---------------------------------------------------------- state
     def _snapshot(self) -> dict[str, Any]:
         """Everything needed to continue from the current update boundary (in memory;
-        written on the checkpoint schedule and on Ctrl-C)."""
+        written on the checkpoint schedule, on a stop request and on Ctrl-C)."""
         envs_blob = None
-        if self._envs_picklable:
-            envs_blob = _pickle_sync_envs(self.envs)
-            self._envs_picklable = envs_blob is not None
+        if self._envs_saveable:
+            try:
+                envs_blob = pickle.dumps(self.envs.state_dict())
+            except Exception:  # native handles (Box2D worlds) do not pickle
+                self._envs_saveable = False
         return copy.deepcopy(
             {
                 "hyperparameters": self.hp.to_dict(),
@@ -225,7 +264,7 @@ class Trainer:
             }
         )
 
-    def _load(self, state: dict[str, Any]) -> None:
+    def _load(self, state: dict[str, Any], envs_restored: bool) -> None:
         self.policy.load_state_dict(state["model"])
         if self.actor is not self.policy:
             self.actor.load_state_dict(state["model"])
@@ -237,7 +276,7 @@ class Trainer:
         self.lr = float(state["tuned"]["learning_rate"])
         self.update = int(state["progress"]["update"])
         self.global_step = int(state["progress"]["global_step"])
-        if self._restored_envs and state.get("collector") is not None:
+        if envs_restored and state.get("collector") is not None:
             self.collector.load_state_dict(state["collector"])
         else:
             # Envs could not be saved: continue on freshly reset ones.
@@ -246,49 +285,72 @@ class Trainer:
     def save(self) -> Path:
         return save_checkpoint(self.run_dir, self._boundary)
 
+    def agent(self) -> Agent:
+        """The current policy as an agent (shares the live policy and statistics)."""
+        return Agent(self.policy, self.model, self.hp.env, self.normalizer, self.run_dir)
+
     # ----------------------------------------------------------- loop
-    def run(self, show_progress: bool | None = None) -> RunResult:
-        hp = self.hp
-        reporter = Reporter(
-            self.run_dir,
-            total_steps=self.num_updates * self.batch_steps,
-            start_step=self.global_step,
-            resume_update=self.update if self.update else None,
-            config=hp.to_dict(),
-            use_wandb=hp.wandb,
-            wandb_project=hp.wandb_project,
-            show_progress=show_progress,
-        )
+    def run(self, callbacks: Iterable[Callback] = ()) -> RunResult:
+        """Train until the step budget is spent or a callback asks to stop.
+
+        Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`; envs that stay
+        unavailable save one and raise :class:`EnvHostsUnavailable`.
+        """
+        hooks = CallbackList(callbacks)
+        stop = StopRequest()
         last_row: dict[str, Any] = {}
         interrupted = False
         started = time.perf_counter()
         start_step = self.global_step
         try:
-            while self.update < self.num_updates:
-                last_row = self._one_update(reporter, started, start_step)
+            while self.update < self.num_updates and not stop.requested:
+                last_row, timing = self._one_update(started, start_step)
                 self._boundary = self._snapshot()
-                if self.update % hp.checkpoint_every == 0 or self.update == self.num_updates:
+                hooks.on_update(self._event(UpdateEvent, stop, row=last_row, timing=timing))
+                every = self.run_config.eval_every
+                if every and self.update % every == 0:
+                    result = self.evaluator(
+                        self.agent(), self.run_config.eval_episodes, self.hp.seed
+                    )
+                    hooks.on_evaluation(self._event(EvaluationEvent, stop, result=result))
+                if (
+                    stop.requested
+                    or self.update % self.run_config.checkpoint_every == 0
+                    or self.update == self.num_updates
+                ):
                     self.save()
         except KeyboardInterrupt:
             interrupted = True
             self.save()
-        except FleetDownError as exc:
+        except EnvsUnavailable as exc:
             self.save()
             saved_step = int(self._boundary["progress"]["global_step"])
             raise EnvHostsUnavailable(str(exc), self.run_dir, saved_step) from exc
         finally:
-            reporter.close()
-            if self.owns_envs:
-                self.envs.close()
+            try:
+                hooks.on_end()
+            finally:
+                if self.owns_envs:
+                    self.envs.close()
         if interrupted:
             saved_step = int(self._boundary["progress"]["global_step"])
             raise TrainingInterrupted(self.run_dir, saved_step)
-        return RunResult(self.run_dir, self.global_step, self.update, last_row)
+        return RunResult(
+            self.run_dir,
+            self.global_step,
+            self.update,
+            last_row,
+            stopped_early=stop.requested,
+            stop_reason=stop.reason,
+        )
+
+    def _event(self, kind: type, stop: StopRequest, **fields: Any) -> Any:
+        return kind(self.update, self.num_updates, self.global_step, stop, **fields)
 
     def _update_while_collecting(
         self, rollout: Any, adv: np.ndarray, ret: np.ndarray
     ) -> UpdateStats:
-        """Run the PPO update in a thread while the main thread keeps the fleet stepping
+        """Run the PPO update in a thread while the main thread keeps the envs stepping
         with the current actor (rows acted now are one update old when trained; PPO's
         ratio uses the probabilities they were sampled with). The actor takes the new
         weights once the update is done."""
@@ -302,7 +364,7 @@ class Trainer:
                     rollout,
                     adv,
                     ret,
-                    self.hp,
+                    self.ppo,
                     self.tuner.coef,
                     self.generator,
                 )
@@ -320,7 +382,8 @@ class Trainer:
         self.actor.load_state_dict(self.policy.state_dict())
         return outcome["stats"]
 
-    def _one_update(self, reporter: Reporter, started: float, start_step: int) -> dict[str, Any]:
+    def _one_update(self, started: float, start_step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One rollout and update; returns the metrics row and the timing row."""
         hp = self.hp
         progress = self.update / self.num_updates
         if hp.anneal_lr:
@@ -348,7 +411,14 @@ class Trainer:
             stats = self._update_while_collecting(rollout, adv, ret)
         else:
             stats = ppo_update(
-                self.policy, self.optimizer, rollout, adv, ret, hp, self.tuner.coef, self.generator
+                self.policy,
+                self.optimizer,
+                rollout,
+                adv,
+                ret,
+                self.ppo,
+                self.tuner.coef,
+                self.generator,
             )
         target = self.tuner.target(progress)
         ent_coef_used = self.tuner.coef
@@ -380,12 +450,12 @@ class Trainer:
             "global_step": self.global_step,
             "wall_time_s": elapsed,
             "steps_per_sec": (self.global_step - start_step) / max(elapsed, 1e-9),
+            "policy_lag": self.collector.policy_lag,
         }
-        if self.asynchronous:
-            timing["policy_lag"] = self.collector.policy_lag
-            timing["hosts_up"] = sum(1 for host in self.envs.hosts if host.up)
-        reporter.log(row, timing)
-        return row
+        hosts = getattr(self.envs, "hosts", None)  # env sources on env servers report them
+        if hosts is not None:
+            timing["hosts_up"] = sum(1 for host in hosts if host.up)
+        return row, timing
 
 
 class EnvHostsUnavailable(RuntimeError):
@@ -441,21 +511,28 @@ def train(
     resume: bool = False,
     envs: Any = None,
     show_progress: bool | None = None,
+    callbacks: Iterable[Callback] = (),
+    team_envs: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Train a GPT policy with PPO and return where the run was saved.
 
     ``hparams.run_name`` picks ``<runs_dir>/<run_name>`` (a timestamped name when None).
     With ``resume`` the run continues from that directory's checkpoint using its saved
     hyperparameters (``total_steps`` from ``hparams`` may extend it). ``envs`` may be
-    any NEXT_STEP-autoreset ``gymnasium.vector.VectorEnv``, or an asynchronous vector env
-    (:class:`~agentgpt.core.async_env.AsyncVectorEnv`, such as a
+    any ``gymnasium.vector.VectorEnv`` with NEXT_STEP or DISABLED autoreset, or an
+    asynchronous vector env (:class:`~agentgpt.core.async_env.AsyncVectorEnv`, such as a
     :class:`~agentgpt.remote.fleet.Fleet` of env servers); the caller keeps ownership of
     envs it passes. By default local envs are made from ``hparams.env_id``. Where env
     servers run is not the trainer's business: ``AgentGPT.train`` and ``agentgpt train``
-    open them (:mod:`agentgpt.hosts`) and pass the fleet in. ``show_progress`` defaults
-    to showing the live view when stdout is a terminal. Ctrl-C saves a checkpoint and
-    raises :class:`TrainingInterrupted`; envs that stay unavailable save one and raise
-    :class:`EnvHostsUnavailable`.
+    open them (:mod:`agentgpt.hosts`) and pass the fleet in.
+
+    ``callbacks`` (:mod:`agentgpt.train.callbacks`) run after every update and every
+    periodic evaluation (``eval_every``); one may stop the run early, with a checkpoint.
+    The metrics sinks are a callback ``train`` adds itself; ``show_progress`` defaults to
+    showing the live view when stdout is a terminal. ``team_envs`` maps PettingZoo names
+    to their ``"module:factory"``, so a periodic evaluation of such a run plays the team
+    episodes. Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`; envs
+    that stay unavailable save one and raise :class:`EnvHostsUnavailable`.
     """
     hparams = claim_run(hparams)
     run_dir = run_dir_of(hparams)
@@ -468,7 +545,23 @@ def train(
     elif (run_dir / CHECKPOINT_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True or another name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(hparams, run_dir, envs=envs, resume_state=state)
+    trainer = Trainer(
+        hparams,
+        run_dir,
+        envs=envs,
+        resume_state=state,
+        evaluator=local_evaluator(hparams, team_envs),
+    )
     if state is None:
         trainer.save()
-    return trainer.run(show_progress=show_progress)
+    reporter = Reporter(
+        run_dir,
+        total_steps=trainer.num_updates * trainer.batch_steps,
+        start_step=trainer.global_step,
+        resume_update=trainer.update if trainer.update else None,
+        config=hparams.to_dict(),
+        use_wandb=hparams.wandb,
+        wandb_project=hparams.wandb_project,
+        show_progress=show_progress,
+    )
+    return trainer.run([reporter, *callbacks])

@@ -1,21 +1,26 @@
-"""Rollout collection from a :class:`~agentgpt.remote.fleet.Fleet`, asynchronously.
+"""The one rollout collector: it drives any asynchronous vector env with the policy.
 
-The synchronous :class:`~agentgpt.train.rollout.RolloutCollector` steps every env in
-lockstep, so the slowest env sets the pace. Here every slot (a sub-env, or one agent of
-a multi-agent env) advances on its own: each :meth:`Fleet.recv` hands over whichever
-hosts have answered, their new observations are encoded and acted on in ONE batched
-forward pass (each slot at its own context length, see
-:class:`~agentgpt.policy.slots.SlotContexts`), and the actions go straight back while the
-other hosts' requests stay in flight.
+Every env source speaks the protocol of :mod:`agentgpt.core.async_env`: a
+:class:`~agentgpt.remote.fleet.Fleet` of env servers (answers arrive as hosts respond)
+and a local Gymnasium vector env behind :class:`~agentgpt.core.local.LocalVectorEnv`
+(every env answers at once). Each slot (a sub-env, or one agent of a multi-agent env)
+advances on its own: each ``recv`` hands over whichever slots have news, their new
+observations are encoded and acted on in ONE batched forward pass (each slot at its own
+context length, see :class:`~agentgpt.policy.slots.SlotContexts`), and the actions go
+straight back while other requests stay in flight.
 
-Each slot fills its own *row* of ``rollout_steps`` tokens with exactly the layout the
-synchronous collector produces (window-aligned contexts, final-observation tokens marked
-not ``valid``, ``starts`` at episode and row starts), so PPO and GAE are unchanged. An
-update takes the first ``num_envs`` rows completed, in completion order: fast hosts
-contribute more rows, a slow host fewer, and nobody waits for it. A row completed while
-older rows wait may hold tokens acted on by an earlier policy; PPO's importance ratio
-uses the probabilities the actions were really sampled with, so that data stays correct
-(``policy_lag`` in the metrics reports how old it is).
+Each slot fills its own *row* of ``rollout_steps`` tokens. Contexts are the windows the
+update trains on (see :func:`~agentgpt.train.rollout.window_start`), so acting and
+training see the same context for every sample and the PPO ratio starts at 1. Rows
+follow NEXT_STEP autoreset: after ``terminated`` or ``truncated`` the slot's next token
+is the episode's final observation, stored but not ``valid`` (never trained as a
+decision, its reward dropped, its value the bootstrap a truncated episode needs), and
+the token after it starts a new episode; ``starts`` marks episode and row starts. An
+update takes the first ``num_envs`` rows completed, in completion order: with env
+servers fast hosts contribute more rows and nobody waits for a slow one. A row completed
+while older rows wait may hold tokens acted on by an earlier policy; PPO's importance
+ratio uses the probabilities the actions were really sampled with, so that data stays
+correct (``policy_lag`` in the metrics reports how old it is).
 
 Faults never corrupt a trajectory. When a slot is *cut* (its host went down, its env
 raised, its server restarted), the token whose action was never answered becomes a final
@@ -27,6 +32,7 @@ joins data from before a cut to data after it.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from typing import Any
 
@@ -38,11 +44,10 @@ from agentgpt.core.batching import take
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.policy.slots import SlotContexts
-from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.reward_scaling import RewardScaler
-from agentgpt.train.rollout import CollectorBase, EpisodeRecord, Rollout, window_start
+from agentgpt.train.rollout import EpisodeRecord, Rollout, window_start
 
-__all__ = ["FleetCollector"]
+__all__ = ["Collector"]
 
 
 class _Rows:
@@ -148,33 +153,51 @@ def _stack_rows(rows: list[dict[str, Any]], num_logits: int) -> Rollout:
     )
 
 
-class FleetCollector(CollectorBase):
-    """Drives a fleet's async ``recv``/``send`` API with the policy; see the module doc.
+class Collector:
+    """Drives an asynchronous vector env with the policy and fills rollouts; see the
+    module doc.
 
-    Exposes what the trainer reads from :class:`RolloutCollector` (``collect``,
-    ``episodes``, ``total_episodes``, ``recent_returns``) plus, for the last rollout,
-    ``policy_lag`` and ``last_slots`` (the slot of each row). Its state lives on remote
-    servers, so a resumed run starts fresh episodes (the trainer never saves it).
+    The trainer reads ``collect``, ``episodes``, ``total_episodes`` and
+    ``recent_returns``, and for the last rollout ``policy_lag`` and ``last_slots`` (the
+    slot of each row). :meth:`state_dict` holds everything but the envs, so a run whose
+    envs can be saved too continues exactly.
     """
 
     def __init__(
         self,
-        fleet: Any,
+        envs: Any,
         policy: GPTPolicy,
         normalizer: ObsNormalizer,
         reward_scaler: RewardScaler,
-        hparams: Hyperparameters,
+        *,
+        rollout_steps: int,
+        window: int,
+        stride: int,
+        control_random_prob: float,
+        seed: int,
     ) -> None:
-        super().__init__(fleet.num_envs, policy, normalizer, reward_scaler, hparams)
-        self.fleet = fleet
-        n = self.num_envs
+        self.envs = envs
+        self.policy = policy
+        self.normalizer = normalizer
+        self.reward_scaler = reward_scaler
+        self.num_envs = n = int(envs.num_envs)
+        self.window = window
+        self.stride = stride
+        self.control_random_prob = control_random_prob
+        self.obs_codec = policy.obs_codec
+        self.action_codec = policy.action_codec
+        #: Random streams that pick control values, random actions and policy samples.
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.episodes: deque[EpisodeRecord] = deque(maxlen=100)
+        self.total_episodes = 0
         self.policy_lag = 0.0
         #: The slot each row of the last rollout came from.
         self.last_slots = np.zeros(0, np.int64)
         #: Rows each slot has completed so far (how the work spread over the hosts).
         self.rows_per_slot = np.zeros(n, np.int64)
-        self.rows = _Rows(n, hparams.rollout_steps, policy)
-        self.contexts = SlotContexts(policy, n, hparams.window)
+        self.rows = _Rows(n, rollout_steps, policy)
+        self.contexts = SlotContexts(policy, n, window)
         self.ready: deque[dict[str, Any]] = deque()
         self.pos = np.zeros(n, np.int64)  # tokens in the slot's current row
         self.pending = np.zeros(n, bool)  # the row's last token awaits its step's result
@@ -189,10 +212,57 @@ class FleetCollector(CollectorBase):
         #: within it: fewer, fuller forward passes; slower hosts are not waited for.
         self.max_wait = 0.005
 
+    def _draw_control(self, n: int) -> np.ndarray:
+        draw_random = self.rng.random(n) < self.control_random_prob
+        return np.where(draw_random, self.rng.random(n), 1.0).astype(np.float32)
+
+    def recent_returns(self, control: float | None = 1.0) -> list[float]:
+        """Returns of recent finished episodes (only those played at ``control``)."""
+        return [e.ret for e in self.episodes if control is None or e.control == control]
+
     # ---------------------------------------------------------------- state
     def reset(self, seed: int) -> None:
-        self.fleet.async_reset(seed=seed)
+        """Start every env (its first observations arrive with the next ``collect``)."""
+        self.envs.async_reset(seed=seed)
         self._started = True
+
+    #: Attributes :meth:`state_dict` saves as they are (arrays are copied).
+    _STATE = (
+        "pos",
+        "pending",
+        "next_final",
+        "next_start",
+        "control",
+        "ep_return",
+        "ep_length",
+        "version",
+        "total_episodes",
+        "rows_per_slot",
+        "policy_lag",
+        "last_slots",
+        "_started",
+    )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the envs and the cached contexts (rebuilt from the rows)."""
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+        state["rows"] = {name: copy.deepcopy(value) for name, value in vars(self.rows).items()}
+        state["ready"] = copy.deepcopy(list(self.ready))
+        state["episodes"] = list(self.episodes)
+        state["rng"] = self.rng.bit_generator.state
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._STATE:
+            setattr(self, name, copy.deepcopy(state[name]))
+        for name, value in state["rows"].items():
+            setattr(self.rows, name, copy.deepcopy(value))
+        self.ready = deque(copy.deepcopy(state["ready"]))
+        self.episodes = deque(state["episodes"], maxlen=100)
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self._refresh_contexts()
 
     # -------------------------------------------------------------- collect
     def collect(self, steps: int) -> Rollout:
@@ -206,7 +276,7 @@ class FleetCollector(CollectorBase):
             self._refresh_contexts()  # the policy changed: cached keys/values are stale
         self.version += 1
         while len(self.ready) < self.num_envs:
-            self.process(self.fleet.recv(max_wait=self.max_wait))
+            self.process(self.envs.recv(max_wait=self.max_wait))
         rows = [self.ready.popleft() for _ in range(self.num_envs)]
         self.last_slots = np.array([r["slot"] for r in rows], np.int64)
         np.add.at(self.rows_per_slot, self.last_slots, 1)
@@ -216,13 +286,14 @@ class FleetCollector(CollectorBase):
         return _stack_rows(rows, self.action_codec.num_logits)
 
     def collect_while(self, busy: Any, poll: float = 0.01) -> None:
-        """Keep the fleet stepping while ``busy()`` (an update runs), queueing the rows
+        """Keep the envs stepping while ``busy()`` (an update runs), queueing the rows
         that complete for the next rollout; stops acting once a whole rollout waits."""
         while busy() and len(self.ready) < self.num_envs:
-            self.process(self.fleet.recv(timeout=poll, max_wait=self.max_wait))
+            self.process(self.envs.recv(timeout=poll, max_wait=self.max_wait))
 
     def process(self, batch: Any) -> None:
-        """Take in one :class:`FleetBatch`: record outcomes, act, send the actions."""
+        """Take in one :class:`~agentgpt.core.step_batch.StepBatch`: record outcomes, act,
+        send the actions."""
         ids = np.asarray(batch.env_ids, np.int64)
         if ids.size == 0:
             return
@@ -233,7 +304,7 @@ class FleetCollector(CollectorBase):
         present = np.asarray(batch.present, bool) & live
         self._record_outcomes(ids[live], present[live], batch, live)
         new = ids[present]
-        # Absent agents are sent a placeholder (index 0 / zeros), which the fleet drops.
+        # Absent agents are sent a placeholder (index 0 / zeros), which the env source drops.
         count = int(live.sum())
         actions_disc = np.zeros((count, self.action_codec.num_discrete), np.int64)
         actions_cont = np.zeros((count, self.action_codec.continuous_dim), np.float32)
@@ -243,7 +314,7 @@ class FleetCollector(CollectorBase):
             actions_disc[where] = disc
             actions_cont[where] = cont
         if live.any():
-            self.fleet.send(self.action_codec.to_env(actions_disc, actions_cont), ids[live])
+            self.envs.send(self.action_codec.to_env(actions_disc, actions_cont), ids[live])
 
     # ----------------------------------------------------------- outcomes
     def _record_outcomes(
@@ -322,6 +393,7 @@ class FleetCollector(CollectorBase):
         self.pos[slot] = 0
 
     # ---------------------------------------------------------------- acting
+    @torch.inference_mode()
     def _act(
         self, slots: np.ndarray, batch: Any, present: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -386,7 +458,7 @@ class FleetCollector(CollectorBase):
         rows.values[slots, t] = values
 
         # A finished row bootstraps from its slot's next token, valued from a one-token
-        # context exactly as the synchronous collector's ``bootstrap_value``.
+        # context exactly as the first token of the next row is acted on.
         if finished:
             value_of = dict(zip(slots.tolist(), values.tolist(), strict=True))
             for slot, row in zip(full.tolist(), finished, strict=True):
@@ -402,7 +474,7 @@ class FleetCollector(CollectorBase):
     def _prepare_contexts(self, slots: np.ndarray) -> None:
         """Start a new context for slots whose next token opens a training window."""
         t = self.pos[slots]  # where the new token is stored
-        opening = (t % self.hp.stride) == 0
+        opening = (t % self.stride) == 0
         if opening.any():
             self._rebuild(slots[opening], t[opening])
 
@@ -412,14 +484,14 @@ class FleetCollector(CollectorBase):
         self.contexts.clear()
         if slots.size:
             nxt = self.pos[slots]
-            keep = (nxt % self.hp.stride != 0) & (nxt < self.rows.steps)
+            keep = (nxt % self.stride != 0) & (nxt < self.rows.steps)
             if keep.any():
                 self._rebuild(slots[keep], nxt[keep])
 
     def _rebuild(self, slots: np.ndarray, upto: np.ndarray) -> None:
         """Make each slot's context the row tokens ``[window_start(t), t)`` (``t = upto``)."""
         self.contexts.clear(torch.from_numpy(slots))
-        k, stride = self.hp.window, self.hp.stride
+        k, stride = self.window, self.stride
         lo = np.array([window_start(int(t), k, stride) for t in upto], np.int64)
         length = upto - lo
         rows = self.rows
