@@ -55,7 +55,7 @@ from agentgpt.protocol.requests import (
     step_request,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 ENCODINGS = [wire.JSON_MEDIA_TYPE, wire.MSGPACK_MEDIA_TYPE]
 
 
