@@ -30,7 +30,7 @@ flag (zeros once gone). Offsets are relative, so one shared policy serves every 
 
 Team return (sum of all agents' episode returns) with the defaults (2 agents,
 ``grid_size = 5``, ``max_cycles = 25``, ``claim_reward = 1``, ``step_cost = 0.05``,
-``progress_reward = 0.1``), over 1,000 seeded episodes (``tests/test_envs.py`` checks the
+``progress_reward = 0.1``), over 1,000 seeded episodes (``tests/envs/test_envs.py`` checks the
 random and greedy figures):
 
 - uniformly random actions: about ``-1.6`` (often out of time);

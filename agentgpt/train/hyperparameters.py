@@ -25,65 +25,69 @@ from agentgpt.train.config import PPOConfig, RunConfig
 
 __all__ = ["Hyperparameters"]
 
+# Every default below is read from its part, so each default value is written once.
+_ENV, _MODEL, _PPO, _RUN = EnvSpec(), ModelConfig(), PPOConfig(), RunConfig()
+
 
 @dataclass
 class Hyperparameters:
     """Every field of a run's configs, flat; saved with every checkpoint. Fields are
-    documented on the part they belong to."""
+    documented, defaulted and validated on the part they belong to (a test checks that
+    this list and the parts' fields are the same)."""
 
     # EnvSpec
-    env_id: str = "CartPole-v1"
+    env_id: str = _ENV.env_id
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     # RunConfig (the part most runs change)
-    seed: int = 1
-    total_steps: int = 100_000
-    num_envs: int = 16
+    seed: int = _RUN.seed
+    total_steps: int = _RUN.total_steps
+    num_envs: int = _RUN.num_envs
     # PPOConfig
-    rollout_steps: int = 64
-    num_minibatches: int = 2
-    epochs: int = 8
-    gamma: float = 0.995
-    gae_lambda: float = 0.95
-    learning_rate: float = 5e-4
-    clip_range: float = 0.2
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    ent_coef: float = 0.0
+    rollout_steps: int = _PPO.rollout_steps
+    num_minibatches: int = _PPO.num_minibatches
+    epochs: int = _PPO.epochs
+    gamma: float = _PPO.gamma
+    gae_lambda: float = _PPO.gae_lambda
+    learning_rate: float = _PPO.learning_rate
+    clip_range: float = _PPO.clip_range
+    vf_coef: float = _PPO.vf_coef
+    max_grad_norm: float = _PPO.max_grad_norm
+    ent_coef: float = _PPO.ent_coef
     # ModelConfig
-    num_layers: int = 2
-    d_model: int = 64
-    num_heads: int = 4
-    dropout: float = 0.0
-    max_input_states: int = 16
-    num_input_states: int = 16
+    num_layers: int = _MODEL.num_layers
+    d_model: int = _MODEL.d_model
+    num_heads: int = _MODEL.num_heads
+    dropout: float = _MODEL.dropout
+    max_input_states: int = _MODEL.max_input_states
+    num_input_states: int = _MODEL.num_input_states
     # PPOConfig: windows, automatic tuning, control value
-    train_window: int | None = None
-    window_stride: int | None = None
-    normalize_obs: bool = True
-    obs_clip: float = 10.0
-    scale_rewards: bool = True
-    reward_clip: float = 10.0
-    normalize_advantages: bool = True
-    anneal_lr: bool = True
-    kl_early_stop: bool = True
-    target_kl: float = 0.02
-    adapt_entropy: bool = True
-    target_entropy_start: float = 0.3
-    target_entropy_end: float = 0.0
-    ent_coef_lr: float = 0.01
-    ent_coef_max: float = 0.05
-    control_random_prob: float = 0.25
+    train_window: int | None = _PPO.train_window
+    window_stride: int | None = _PPO.window_stride
+    normalize_obs: bool = _PPO.normalize_obs
+    obs_clip: float = _PPO.obs_clip
+    scale_rewards: bool = _PPO.scale_rewards
+    reward_clip: float = _PPO.reward_clip
+    normalize_advantages: bool = _PPO.normalize_advantages
+    anneal_lr: bool = _PPO.anneal_lr
+    kl_early_stop: bool = _PPO.kl_early_stop
+    target_kl: float = _PPO.target_kl
+    adapt_entropy: bool = _PPO.adapt_entropy
+    target_entropy_start: float = _PPO.target_entropy_start
+    target_entropy_end: float = _PPO.target_entropy_end
+    ent_coef_lr: float = _PPO.ent_coef_lr
+    ent_coef_max: float = _PPO.ent_coef_max
+    control_random_prob: float = _PPO.control_random_prob
     # RunConfig: infrastructure, reporting, evaluation
-    vectorization_mode: str = "sync"
-    overlap_updates: bool = False
-    run_name: str | None = None
-    runs_dir: str = "runs"
-    checkpoint_every: int = 10
-    torch_threads: int = 0
-    wandb: bool = False
-    wandb_project: str = "agentgpt"
-    eval_every: int = 0
-    eval_episodes: int = 10
+    vectorization_mode: str = _RUN.vectorization_mode
+    overlap_updates: bool = _RUN.overlap_updates
+    run_name: str | None = _RUN.run_name
+    runs_dir: str = _RUN.runs_dir
+    checkpoint_every: int = _RUN.checkpoint_every
+    torch_threads: int = _RUN.torch_threads
+    wandb: bool = _RUN.wandb
+    wandb_project: str = _RUN.wandb_project
+    eval_every: int = _RUN.eval_every
+    eval_episodes: int = _RUN.eval_episodes
 
     def __post_init__(self) -> None:
         # Building the parts validates every field where it belongs.

@@ -38,6 +38,10 @@ def test_every_field_belongs_to_exactly_one_part() -> None:
     owners = [{f.name for f in dataclasses.fields(part)} for part in PARTS]
     assert set().union(*owners) == flat
     assert sum(len(o) for o in owners) == len(flat)  # no field in two parts
+    # The flat defaults are the parts' defaults.
+    assert Hyperparameters().to_dict() == {
+        key: value for part in PARTS for key, value in part().to_dict().items()
+    }
 
 
 @pytest.mark.parametrize("name", Hyperparameters.field_names())
