@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
@@ -40,7 +39,7 @@ from agentgpt.protocol.requests import (
 )
 from agentgpt.service.app import Payload, service_app
 from agentgpt.service.keys import ApiKeys
-from agentgpt.service.serving import uvicorn_config
+from agentgpt.service.serving import http_url, listening_socket, uvicorn_config
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
@@ -135,14 +134,9 @@ class EnvServer:
         """Serve until interrupted. Prints the URL once the socket is bound."""
         import uvicorn
 
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-        bound = sock.getsockname()[1]
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
-        print(f"AgentGPT env server listening on http://{shown}:{bound}", flush=True)
+        sock = listening_socket(host, port)
+        url = http_url(host, sock.getsockname()[1])
+        print(f"AgentGPT env server listening on {url}", flush=True)
         try:
             uvicorn.Server(uvicorn_config(self.app, log_level)).run(sockets=[sock])
         except KeyboardInterrupt:

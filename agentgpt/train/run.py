@@ -347,6 +347,19 @@ class Trainer:
     def _event(self, kind: type, stop: StopRequest, **fields: Any) -> Any:
         return kind(self.update, self.num_updates, self.global_step, stop, **fields)
 
+    def _learn(self, rollout: Any, adv: np.ndarray, ret: np.ndarray) -> UpdateStats:
+        """The PPO update of the learner's weights on one rollout."""
+        return ppo_update(
+            self.policy,
+            self.optimizer,
+            rollout,
+            adv,
+            ret,
+            self.ppo,
+            self.tuner.coef,
+            self.generator,
+        )
+
     def _update_while_collecting(
         self, rollout: Any, adv: np.ndarray, ret: np.ndarray
     ) -> UpdateStats:
@@ -358,16 +371,7 @@ class Trainer:
 
         def learn() -> None:
             try:
-                outcome["stats"] = ppo_update(
-                    self.policy,
-                    self.optimizer,
-                    rollout,
-                    adv,
-                    ret,
-                    self.ppo,
-                    self.tuner.coef,
-                    self.generator,
-                )
+                outcome["stats"] = self._learn(rollout, adv, ret)
             except BaseException as exc:  # re-raised on the main thread
                 outcome["error"] = exc
 
@@ -410,16 +414,7 @@ class Trainer:
         if self.overlap:
             stats = self._update_while_collecting(rollout, adv, ret)
         else:
-            stats = ppo_update(
-                self.policy,
-                self.optimizer,
-                rollout,
-                adv,
-                ret,
-                self.ppo,
-                self.tuner.coef,
-                self.generator,
-            )
+            stats = self._learn(rollout, adv, ret)
         target = self.tuner.target(progress)
         ent_coef_used = self.tuner.coef
         self.tuner.update(stats.entropy, progress)
