@@ -1,7 +1,8 @@
 """``agentgpt eval`` and ``agentgpt export``: use a trained run directory.
 
 Both load the agent inside the command, so importing this module (which ``agentgpt
---help`` does) never imports torch.
+--help`` does) never imports torch; each first checks that its extras are installed
+(``agentgpt.cli.extras``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from agentgpt.cli.extras import require
 
 __all__ = ["register", "eval_command", "export_command"]
 
@@ -46,10 +49,13 @@ def eval_command(
 ) -> None:
     """Play a trained agent and print the mean and std of its episode return (for a
     shipped multi-agent env, the team's return: the sum over its agents)."""
-    from agentgpt.agent.evaluate import evaluate
-
     if video is not None and video.suffix.lower() not in (".mp4", ".gif"):
         raise typer.BadParameter("must end with .mp4 or .gif", param_hint="--video")
+    require("eval", "torch", *_video_modules(video))
+    import gymnasium
+
+    from agentgpt.agent.evaluate import evaluate
+
     if _team_eval(run_dir, episodes, seed, stochastic):
         return
     try:
@@ -62,7 +68,14 @@ def eval_command(
             deterministic=not stochastic,
             video=video,
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except gymnasium.error.UnregisteredEnv as exc:
+        typer.echo(
+            f"Cannot evaluate {run_dir}: {exc} Evaluation makes the run's env in this"
+            " process, so its id must be registered with Gymnasium here.",
+            err=True,
+        )
+        raise typer.Exit(code=2) from None
+    except (FileNotFoundError, ValueError, gymnasium.error.Error) as exc:
         typer.echo(f"Cannot evaluate {run_dir}: {exc}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(
@@ -70,6 +83,15 @@ def eval_command(
     )
     if video is not None:
         typer.echo(f"video written to {video}")
+
+
+def _video_modules(video: Path | None) -> tuple[str, ...]:
+    """What writing ``video`` imports: imageio, and its ffmpeg binary for an .mp4."""
+    if video is None:
+        return ()
+    if video.suffix.lower() == ".mp4":
+        return ("imageio", "imageio_ffmpeg")
+    return ("imageio",)
 
 
 def _team_eval(run_dir: Path, episodes: int, seed: int, stochastic: bool) -> bool:
@@ -114,6 +136,7 @@ def export_command(
     ] = False,
 ) -> None:
     """Export a trained agent to ONNX (see docs/onnx.md for feeding it)."""
+    require("export", "torch", "onnx")
     from agentgpt.agent.export import export_onnx
 
     try:

@@ -4,7 +4,8 @@ Every field of :class:`~agentgpt.train.hyperparameters.Hyperparameters` (the fla
 of a run's env, model, PPO and run configs) is a flag (``--learning-rate 3e-4``,
 ``--no-normalize-obs``, ``--eval-every 10``), generated from the dataclass so the two
 never drift apart. Precedence: defaults < ``--config file.yaml`` < flags. torch is
-imported inside the command only, so the CLI loads on machines without it.
+imported inside the command only, so the CLI loads on machines without it; without the
+``train`` extra the command stops with the install line (``agentgpt.cli.extras``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from agentgpt.cli.extras import require
 from agentgpt.train.hyperparameters import Hyperparameters
 
 _FIXED_PARAMS = (
@@ -168,6 +170,7 @@ def train_command(
     """
     if resume and not flags.get("run_name"):
         raise typer.BadParameter("--resume needs --run-name", param_hint="--resume")
+    require("train", "torch", "tensorboard")
     from agentgpt.core.errors import EnvsUnavailable
     from agentgpt.envs import PETTINGZOO_ENVS
     from agentgpt.remote import RemoteEnvError
