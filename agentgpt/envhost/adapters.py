@@ -7,6 +7,10 @@ modes here (Gymnasium's own ``Autoreset`` wrapper only knows next-step); vector 
 them from Gymnasium's vector classes; multi-agent envs get them here over PettingZoo's
 ``ParallelEnv``.
 
+Answers of single-agent and vector envs carry type notes (``types``) for the values whose
+Python or NumPy types the wire forms lose (:mod:`agentgpt.wire.pytypes`), so that a client
+can hand back exactly what the env returned.
+
 Adapter methods are blocking and run in a worker thread; the caller serializes calls on one
 adapter. Exceptions raised by env code become ``env_error``; mistakes of the client become
 the documented 4xx errors.
@@ -21,9 +25,19 @@ import numpy as np
 
 from agentgpt import wire
 from agentgpt.envhost import errors
-from agentgpt.protocol.answers import reset_answer, step_answer
+from agentgpt.protocol.answers import metadata_to_wire, reset_answer, step_answer
 from agentgpt.protocol.autoreset import WIRE_INFO_NAMES
-from agentgpt.protocol.fields import FINAL_INFO, FINAL_OBSERVATION, RESET_MASK
+from agentgpt.protocol.fields import (
+    AUTORESET_MODE,
+    FINAL_INFO,
+    FINAL_OBSERVATION,
+    INFO,
+    OBSERVATION,
+    RESET_MASK,
+    REWARD,
+    TERMINATED,
+    TRUNCATED,
+)
 from agentgpt.protocol.requests import short_repr
 
 __all__ = [
@@ -78,6 +92,35 @@ def _info_map(info: Any) -> dict[str, Any]:
     return wire.with_string_keys(info)
 
 
+def _types(**notes: Any) -> dict[str, Any] | None:
+    """The ``types`` of an answer: the fields' notes that are not ``None`` (``None`` if
+    none is)."""
+    types = {field: note for field, note in notes.items() if note is not None}
+    return types or None
+
+
+def _scalar_note(value: Any, canonical: type) -> Any:
+    """The note of a reward or flag whose wire form reads back as ``canonical``."""
+    return None if type(value) is canonical else wire.data_types(value) or _python_note(value)
+
+
+def _python_note(value: Any) -> Any:
+    # data_types leaves out what a plain reading gives back (an int, a bool); against a
+    # float or bool reading those need saying.
+    if type(value) is bool:
+        return "bool"
+    if type(value) is int:
+        return "int"
+    return None
+
+
+def _array_note(value: Any, dtype: np.dtype) -> Any:
+    """The note of a vector env's reward or flags, read as an array of ``dtype``."""
+    if type(value) is np.ndarray and value.dtype == dtype:
+        return None
+    return wire.data_types(value)
+
+
 class EnvAdapter:
     """What the session layer needs from an env, whatever its kind."""
 
@@ -88,6 +131,9 @@ class EnvAdapter:
     agents: list[str] | None
     observation_space_wire: Any
     action_space_wire: Any
+    #: The env's ``metadata`` as plain data (one sub-env's for a vector env, without the
+    #: vector env's own ``autoreset_mode``, which the make answer reports apart).
+    metadata_wire: dict[str, Any]
 
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
         raise NotImplementedError
@@ -109,6 +155,11 @@ class EnvAdapter:
         self.action_space = env.action_space
         self.observation_space_wire = space_wire_or_error(single_obs, "observation space")
         self.action_space_wire = space_wire_or_error(single_act, "action space")
+        # A Gymnasium vector env adds ``autoreset_mode`` to its sub-envs' metadata (the
+        # same dict, shared with their class), so it is left out for every kind.
+        self.metadata_wire = metadata_to_wire(
+            getattr(env, "metadata", None), leave_out=(AUTORESET_MODE,)
+        )
         self._pending_seed = seed
         if seed is not None:
             self.action_space.seed(seed)
@@ -145,7 +196,16 @@ class SingleEnvAdapter(EnvAdapter):
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
         seed = self._reset_seed(seed)
         obs, info = self._reset_env(seed, options)
-        return reset_answer(_to_wire(self.observation_space, obs, "observation"), info)
+        obs_wire = _to_wire(self.observation_space, obs, "observation")
+        return reset_answer(obs_wire, info, self._reset_types(obs, info))
+
+    def _reset_types(self, obs: Any, info: dict[str, Any]) -> dict[str, Any] | None:
+        return _types(
+            **{
+                OBSERVATION: wire.value_types(self.observation_space, obs),
+                INFO: wire.data_types(info),
+            }
+        )
 
     def step(self, action: Any) -> dict[str, Any]:
         if not self._has_reset:
@@ -159,33 +219,69 @@ class SingleEnvAdapter(EnvAdapter):
             # next_step: this step only resets, ignoring the action (Gymnasium 1.x).
             obs, info = self._reset_env(None, None)
             return step_answer(
-                _to_wire(self.observation_space, obs, "observation"), 0.0, False, False, info
+                _to_wire(self.observation_space, obs, "observation"),
+                0.0,
+                False,
+                False,
+                info,
+                self._reset_types(obs, info),
             )
         try:
-            obs, reward, terminated, truncated, info = self.env.step(value)
-            reward, terminated, truncated = float(reward), bool(terminated), bool(truncated)
+            obs, env_reward, env_terminated, env_truncated, info = self.env.step(value)
+            reward, terminated = float(env_reward), bool(env_terminated)
+            truncated = bool(env_truncated)
         except Exception as exc:
             raise errors.env_error(exc) from exc
         info = _info_map(info)
         obs_wire = _to_wire(self.observation_space, obs, "observation")
+        obs_note = wire.value_types(self.observation_space, obs)
+        info_note = wire.data_types(info) if info else None
         if terminated or truncated:
             if self.autoreset_mode == "same_step":
                 new_obs, new_info = self._reset_env(None, None)
+                final_notes = {FINAL_OBSERVATION: obs_note, FINAL_INFO: info_note}
                 info = {**new_info, FINAL_OBSERVATION: obs_wire, FINAL_INFO: info}
                 obs_wire = _to_wire(self.observation_space, new_obs, "observation")
+                obs_note = wire.value_types(self.observation_space, new_obs)
+                info_note = _merge_dict_notes(wire.data_types(new_info), final_notes)
             else:
                 self._episode_over = True
-        return step_answer(obs_wire, reward, terminated, truncated, info)
+        types = None
+        if (
+            obs_note is not None
+            or info_note is not None
+            or type(env_reward) is not float
+            or type(env_terminated) is not bool
+            or type(env_truncated) is not bool
+        ):
+            types = _types(
+                **{
+                    OBSERVATION: obs_note,
+                    REWARD: _scalar_note(env_reward, float),
+                    TERMINATED: _scalar_note(env_terminated, bool),
+                    TRUNCATED: _scalar_note(env_truncated, bool),
+                    INFO: info_note,
+                }
+            )
+        return step_answer(obs_wire, reward, terminated, truncated, info, types)
 
     def close(self) -> None:
         self.env.close()
+
+
+def _merge_dict_notes(note: Any, entries: dict[str, Any]) -> Any:
+    """A dict note with ``entries`` (those not ``None``) added to ``note``'s."""
+    merged = dict(note["dict"]) if note is not None else {}
+    merged.update((key, entry) for key, entry in entries.items() if entry is not None)
+    return {"dict": merged} if merged else None
 
 
 class VectorEnvAdapter(EnvAdapter):
     """A ``gymnasium.vector.VectorEnv``; autoreset is Gymnasium's own.
 
     On the wire, same-step mode's ``final_obs`` / ``_final_obs`` infos are renamed to
-    ``final_observation`` / ``_final_observation``, the pre-1.0 names the protocol uses.
+    ``final_observation`` / ``_final_observation``, the pre-1.0 names the protocol uses
+    (in place: the info keeps Gymnasium's key order).
     """
 
     kind = "vector"
@@ -199,6 +295,7 @@ class VectorEnvAdapter(EnvAdapter):
             venv, autoreset_mode, seed, venv.single_observation_space, venv.single_action_space
         )
         self._episode_over = np.zeros(self.num_envs, dtype=bool)
+        self._single_observation_space = venv.single_observation_space
 
     def reset(self, seed: Any, options: dict[str, Any] | None) -> dict[str, Any]:
         """``seed`` and ``options`` as :func:`~agentgpt.protocol.requests.parse_reset`
@@ -214,18 +311,43 @@ class VectorEnvAdapter(EnvAdapter):
             self._episode_over[:] = False
         else:
             self._episode_over[mask] = False
-        return reset_answer(
-            _to_wire(self.observation_space, obs, "observation"), self._wire_info(info)
+        info = self._wire_info(info)
+        types = _types(
+            **{
+                OBSERVATION: wire.value_types(self.observation_space, obs),
+                INFO: self._info_types(info),
+            }
         )
+        return reset_answer(_to_wire(self.observation_space, obs, "observation"), info, types)
 
     def _wire_info(self, info: Any) -> dict[str, Any]:
         info = _info_map(info)
         if any(name in info for name in WIRE_INFO_NAMES):
-            info = dict(info)
-            for name, wire_name in WIRE_INFO_NAMES.items():
-                if name in info:
-                    info[wire_name] = info.pop(name)
+            info = {WIRE_INFO_NAMES.get(key, key): value for key, value in info.items()}
         return info
+
+    def _info_types(self, info: dict[str, Any]) -> Any:
+        """The note of a vector info in wire form. Its ``final_observation`` is read as an
+        object array of the single observation space's values, so its note is relative to
+        those; every other entry is untyped data."""
+        if not info:
+            return None
+        entries = {}
+        for key, value in info.items():
+            if key == FINAL_OBSERVATION:
+                note = self._final_observation_types(value)
+            else:
+                note = wire.data_types(value)
+            if note is not None:
+                entries[key] = note
+        return {"dict": entries} if entries else None
+
+    def _final_observation_types(self, final_obs: Any) -> Any:
+        space = self._single_observation_space
+        notes = [None if obs is None else wire.value_types(space, obs) for obs in final_obs]
+        if all(note is None for note in notes):
+            return None
+        return {"array": "|O", "items": notes}
 
     def step(self, action: Any) -> dict[str, Any]:
         if not self._has_reset:
@@ -241,19 +363,57 @@ class VectorEnvAdapter(EnvAdapter):
             obs, reward, terminated, truncated, info = self.env.step(value)
         except Exception as exc:
             raise errors.env_error(exc) from exc
+        types = {
+            OBSERVATION: wire.value_types(self.observation_space, obs),
+            REWARD: _array_note(reward, np.dtype(np.float64)),
+            TERMINATED: _array_note(terminated, np.dtype(np.bool_)),
+            TRUNCATED: _array_note(truncated, np.dtype(np.bool_)),
+        }
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         self._episode_over = terminated | truncated
+        info = self._wire_info(info)
         return step_answer(
             _to_wire(self.observation_space, obs, "observation"),
             np.asarray(reward, dtype=np.float64),
             terminated,
             truncated,
-            self._wire_info(info),
+            info,
+            _types(**types, **{INFO: self._info_types(info)}),
         )
 
     def close(self) -> None:
         self.env.close()
+
+
+def _possible_agents(env: Any) -> list[Any]:
+    """``env.possible_agents`` as a list; a 422 naming the attribute when the env has none.
+
+    The protocol orders every per-agent list by ``possible_agents``, so an env without it
+    (or with an empty one) cannot be served.
+    """
+    try:
+        possible = env.possible_agents
+    except AttributeError:
+        raise errors.invalid_argument(
+            f"the PettingZoo env {type(env).__name__} has no `possible_agents` attribute; a"
+            " multi-agent env is served by its `possible_agents` (every agent it can have),"
+            " which its constructor must set"
+        ) from None
+    except Exception as exc:
+        raise errors.env_error(exc) from exc
+    if isinstance(possible, (str, bytes)) or not hasattr(possible, "__iter__"):
+        raise errors.invalid_argument(
+            f"the PettingZoo env {type(env).__name__} has a `possible_agents` of type"
+            f" {type(possible).__name__}; it must be a list of agent ids"
+        )
+    possible = list(possible)
+    if not possible:
+        raise errors.invalid_argument(
+            f"the PettingZoo env {type(env).__name__} has an empty `possible_agents`; it"
+            " must list every agent the env can have"
+        )
+    return possible
 
 
 class MultiAgentAdapter(EnvAdapter):
@@ -269,10 +429,15 @@ class MultiAgentAdapter(EnvAdapter):
     def __init__(self, env: Any, autoreset_mode: str, seed: int | None) -> None:
         self.env = env
         self.autoreset_mode = autoreset_mode
-        self.agents = [str(a) for a in env.possible_agents]
-        self._ids = list(env.possible_agents)
-        self.observation_spaces = [env.observation_space(a) for a in self._ids]
-        self.action_spaces = [env.action_space(a) for a in self._ids]
+        self._ids = _possible_agents(env)
+        self.agents = [str(a) for a in self._ids]
+        try:
+            self.observation_spaces = [env.observation_space(a) for a in self._ids]
+            self.action_spaces = [env.action_space(a) for a in self._ids]
+            metadata = getattr(env, "metadata", None)
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        self.metadata_wire = metadata_to_wire(metadata)
         self.observation_space_wire = [
             space_wire_or_error(s, f"observation space of agent {a!r}")
             for a, s in zip(self.agents, self.observation_spaces, strict=True)

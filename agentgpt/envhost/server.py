@@ -247,6 +247,7 @@ class EnvServer:
             agents=adapter.agents,
             autoreset_mode=adapter.autoreset_mode,
             incarnation=self.incarnation,
+            metadata=adapter.metadata_wire,
         )
 
     async def _reset(self, owner: str, payload: Payload) -> Payload:

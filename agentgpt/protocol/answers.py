@@ -7,7 +7,8 @@ tuples because a client calls them on every step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
@@ -20,6 +21,7 @@ from agentgpt.protocol.fields import (
     ENV_KEY,
     INCARNATION,
     INFO,
+    METADATA,
     NUM_ENVS,
     OBSERVATION,
     OBSERVATION_SPACE,
@@ -27,6 +29,7 @@ from agentgpt.protocol.fields import (
     STATUS,
     TERMINATED,
     TRUNCATED,
+    TYPES,
     VERSION,
 )
 from agentgpt.wire import space_from_wire
@@ -38,11 +41,13 @@ __all__ = [
     "health_answer",
     "health_incarnation",
     "made_answer",
+    "metadata_to_wire",
     "observation_space_answer",
     "read_env_key",
     "read_made",
     "read_reset",
     "read_step",
+    "read_types",
     "reset_answer",
     "step_answer",
 ]
@@ -59,10 +64,12 @@ def made_answer(
     agents: list[str] | None,
     autoreset_mode: str,
     incarnation: str,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The answer of ``/make`` and ``/make_vec``. Spaces are wire spaces: one sub-env's
-    for a vector env, a list in ``agents`` order for a multi-agent env."""
-    return {
+    for a vector env, a list in ``agents`` order for a multi-agent env. ``metadata`` is
+    the env's, already through :func:`metadata_to_wire` (left out when ``None``)."""
+    answer = {
         ENV_KEY: env_key,
         NUM_ENVS: num_envs,
         OBSERVATION_SPACE: observation_space,
@@ -71,6 +78,46 @@ def made_answer(
         AUTORESET_MODE: autoreset_mode,
         INCARNATION: incarnation,
     }
+    if metadata is not None:
+        answer[METADATA] = metadata
+    return answer
+
+
+_METADATA_SCALARS = (str, bool, int, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is plain data both encodings carry unchanged."""
+    kind = type(value)
+    if kind in _METADATA_SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False
+
+
+def metadata_to_wire(metadata: Any, *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An env's ``metadata`` as plain data: the entries with string keys whose values are
+    strings, numbers, booleans, ``None`` or lists and maps of those, in their order.
+
+    Tuples become lists; entries holding anything else (classes, enums, functions) are left
+    out, and so are the keys in ``leave_out``.
+    """
+    if not isinstance(metadata, dict):
+        return {}
+    out = {}
+    for key, value in metadata.items():
+        if type(key) is not str or key in leave_out:
+            continue
+        if type(value) is tuple:
+            value = list(value)
+        if _plain(value):
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -89,6 +136,8 @@ class MadeAnswer:
     autoreset_mode: str
     #: ``None`` from a server that does not report one.
     incarnation: str | None
+    #: The env's metadata as plain data (``{}`` from a server that does not send it).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def read_env_key(answer: dict[str, Any]) -> str:
@@ -115,15 +164,22 @@ def read_made(answer: dict[str, Any]) -> MadeAnswer:
         action_space=action_space,
         autoreset_mode=answer[AUTORESET_MODE],
         incarnation=answer.get(INCARNATION),
+        metadata=dict(metadata) if isinstance(metadata := answer.get(METADATA), dict) else {},
     )
 
 
 # ---------------------------------------------------------------- /reset and /step
 
 
-def reset_answer(observation: Any, info: Any) -> dict[str, Any]:
-    """The answer of ``/reset``."""
-    return {OBSERVATION: observation, INFO: info}
+def reset_answer(
+    observation: Any, info: Any, types: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The answer of ``/reset``. ``types`` maps field names to type notes
+    (:mod:`agentgpt.wire.pytypes`); it is left out when ``None`` or empty."""
+    answer = {OBSERVATION: observation, INFO: info}
+    if types:
+        answer[TYPES] = types
+    return answer
 
 
 def read_reset(answer: dict[str, Any]) -> tuple[Any, Any]:
@@ -132,17 +188,26 @@ def read_reset(answer: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def step_answer(
-    observation: Any, reward: Any, terminated: Any, truncated: Any, info: Any
+    observation: Any,
+    reward: Any,
+    terminated: Any,
+    truncated: Any,
+    info: Any,
+    types: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The answer of ``/step``: scalars for a single env, arrays over sub-envs for a vector
-    env, lists in ``agents`` order for a multi-agent env."""
-    return {
+    env, lists in ``agents`` order for a multi-agent env. ``types`` as for
+    :func:`reset_answer`."""
+    answer = {
         OBSERVATION: observation,
         REWARD: reward,
         TERMINATED: terminated,
         TRUNCATED: truncated,
         INFO: info,
     }
+    if types:
+        answer[TYPES] = types
+    return answer
 
 
 def read_step(answer: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
@@ -155,6 +220,13 @@ def read_step(answer: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
         answer[TRUNCATED],
         answer.get(INFO),
     )
+
+
+def read_types(answer: dict[str, Any]) -> dict[str, Any]:
+    """The type notes of a ``/reset`` or ``/step`` answer, by field name (``{}`` when it
+    has none: every value is what its plain or space-typed reading gives)."""
+    types = answer.get(TYPES)
+    return types if isinstance(types, dict) else {}
 
 
 # ---------------------------------------------------------------- the other routes

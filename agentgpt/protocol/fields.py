@@ -38,6 +38,13 @@ ACTION_SPACE = "action_space"
 AGENTS = "agents"
 #: The server process's random id: it changes when the server restarts.
 INCARNATION = "incarnation"
+#: ``/make`` and ``/make_vec``: the env's ``metadata`` (one sub-env's for a vector env),
+#: reduced to plain data.
+METADATA = "metadata"
+#: ``/reset`` and ``/step`` (single-agent and vector envs): type notes for the answer's
+#: fields, present only when some value's Python or NumPy type is not what the plain
+#: reading gives (:mod:`agentgpt.wire.pytypes`).
+TYPES = "types"
 CLOSED = "closed"
 STATUS = "status"
 VERSION = "version"

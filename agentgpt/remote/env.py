@@ -7,13 +7,20 @@ from typing import Any
 import gymnasium
 
 from agentgpt.protocol import routes
-from agentgpt.protocol.answers import read_made, read_reset, read_step
-from agentgpt.protocol.fields import FINAL_OBSERVATION
+from agentgpt.protocol.answers import read_made, read_reset, read_step, read_types
+from agentgpt.protocol.fields import (
+    FINAL_OBSERVATION,
+    INFO,
+    OBSERVATION,
+    REWARD,
+    TERMINATED,
+    TRUNCATED,
+)
 from agentgpt.protocol.requests import make_request, reset_request, step_request
 from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
-from agentgpt.wire import value_from_wire, value_to_wire
+from agentgpt.wire import apply_types, value_from_wire, value_to_wire
 
 __all__ = ["RemoteEnv"]
 
@@ -22,7 +29,12 @@ class RemoteEnv(gymnasium.Env):
     """A :class:`gymnasium.Env` whose ``reset`` and ``step`` run on an env server.
 
     The spaces are the server env's own (rebuilt from ``/make``), so agents, wrappers and
-    ``check_env`` see exactly what they would see locally. ``seed`` is used by the first
+    ``check_env`` see exactly what they would see locally, and so are the values: the
+    server's type notes give back the env's own Python and NumPy types (a Python ``int``
+    observation stays an ``int``, an ``int8`` info array an ``int8`` array, in either
+    encoding), so Gymnasium's ``data_equivalence`` holds between this env's outputs and the
+    local env's. ``metadata`` is the server env's, except that ``render_modes`` is empty:
+    the protocol has no render route. ``seed`` is used by the first
     ``reset()`` that gives none and also seeds this object's ``action_space``.
     ``autoreset_mode`` is the server's (``"disabled"``, the default, behaves like a plain
     local env; ``"same_step"`` puts the decoded terminal observation in
@@ -78,6 +90,8 @@ class RemoteEnv(gymnasium.Env):
             self.observation_space = made.observation_space
             self.action_space = made.action_space
             self.autoreset_mode: str = made.autoreset_mode
+            # An instance attribute: each remote env has its own server env's metadata.
+            self.metadata = {**made.metadata, "render_modes": []}
         except BaseException:
             self._session.close()  # nothing may be left running on the server
             raise
@@ -101,27 +115,37 @@ class RemoteEnv(gymnasium.Env):
             super().reset(seed=seed)
         answer = self._post(routes.RESET, reset_request(self.env_key, seed, options))
         observation, info = read_reset(answer)
-        return value_from_wire(self.observation_space, observation), self._info(info)
+        observation = value_from_wire(self.observation_space, observation)
+        types = read_types(answer)
+        if not types:
+            return observation, self._info(info, None)
+        return apply_types(observation, types.get(OBSERVATION)), self._info(info, types.get(INFO))
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         body = step_request(self.env_key, value_to_wire(self.action_space, action))
-        observation, reward, terminated, truncated, info = read_step(self._post(routes.STEP, body))
+        answer = self._post(routes.STEP, body)
+        observation, reward, terminated, truncated, info = read_step(answer)
+        observation = value_from_wire(self.observation_space, observation)
+        reward, terminated, truncated = float(reward), bool(terminated), bool(truncated)
+        types = read_types(answer)
+        if not types:  # the usual case: every value is what its reading gives
+            return observation, reward, terminated, truncated, self._info(info, None)
         return (
-            value_from_wire(self.observation_space, observation),
-            float(reward),
-            bool(terminated),
-            bool(truncated),
-            self._info(info),
+            apply_types(observation, types.get(OBSERVATION)),
+            apply_types(reward, types.get(REWARD)),
+            apply_types(terminated, types.get(TERMINATED)),
+            apply_types(truncated, types.get(TRUNCATED)),
+            self._info(info, types.get(INFO)),
         )
 
-    def _info(self, info: dict[str, Any] | None) -> dict[str, Any]:
+    def _info(self, info: dict[str, Any] | None, note: Any) -> dict[str, Any]:
         if not info:
             return {}
         if FINAL_OBSERVATION in info:
             info[FINAL_OBSERVATION] = value_from_wire(
                 self.observation_space, info[FINAL_OBSERVATION]
             )
-        return info
+        return apply_types(info, note)
 
     def render(self) -> Any:
         raise NotImplementedError(

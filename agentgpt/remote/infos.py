@@ -2,10 +2,13 @@
 
 Gymnasium's vector infos map each key to an array over sub-envs plus a boolean mask under
 ``_key``; nested dicts (same-step mode's ``final_info``) follow the same layout, and
-``final_obs`` is an object array holding ``None`` or one sub-env's observation. On the wire,
-numeric arrays are typed arrays in MessagePack but plain lists in JSON, object arrays are
-lists in both, and ``final_obs`` travels as ``final_observation``. This module undoes all of
-that, so a remote vector env's infos compare equal to a local one's.
+``final_obs`` is an object array holding ``None`` or one sub-env's observation (exactly as
+the sub-env returned it). On the wire, numeric arrays are typed arrays in MessagePack but
+plain lists in JSON, object arrays are lists in both, and ``final_obs`` travels as
+``final_observation``. The answer's type notes (``types["info"]``) give every array its
+dtype and every value inside its Python or NumPy type; this module applies them, so a
+remote vector env's infos are equal to a local one's, types and dtypes included. From a
+server that sends no notes, it falls back to inferring dtypes from JSON lists.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from agentgpt.protocol.autoreset import GYMNASIUM_INFO_NAMES
 from agentgpt.protocol.fields import FINAL_OBSERVATION, FINAL_OBSERVATION_MASK
-from agentgpt.wire import value_from_wire
+from agentgpt.wire import WireError, apply_types, value_from_wire
 
 __all__ = ["vector_info_from_wire"]
 
@@ -29,26 +32,43 @@ def vector_info_from_wire(
     single_observation_space: gymnasium.Space,
     *,
     lists_are_objects: bool,
+    types: Any = None,
 ) -> dict[str, Any]:
     """Gymnasium's vector info from the wire's.
 
-    ``lists_are_objects`` is true for MessagePack, where every numeric array arrives typed
-    and a list can only have been an object array; in JSON, lists of numbers or booleans
-    become arrays of the dtype Gymnasium gives Python numbers (int64, float64, bool).
+    ``types`` is the answer's note for its info (``read_types(answer).get("info")``); with
+    it every entry gets its exact type. Without it (a server that sends no notes, or an
+    info without arrays), ``lists_are_objects`` decides: it is true for MessagePack, where
+    every numeric array arrives typed and a list can only have been an object array; in
+    JSON, lists of numbers or booleans become arrays of the dtype Gymnasium gives Python
+    numbers (int64, float64, bool).
     """
     if not info:
         return {}
+    notes = _entries(types)
     result: dict[str, Any] = {}
     for key, value in info.items():
+        note = notes.get(key)
         if key == FINAL_OBSERVATION:
-            result[GYMNASIUM_INFO_NAMES[key]] = _object_array(
+            value = _object_array(
                 [None if v is None else value_from_wire(single_observation_space, v) for v in value]
             )
         elif key == FINAL_OBSERVATION_MASK:
-            result[GYMNASIUM_INFO_NAMES[key]] = np.array(value, dtype=np.bool_)
-        else:
-            result[key] = _info_value(value, lists_are_objects)
+            value = np.array(value, dtype=np.bool_)
+        elif note is None:
+            value = _info_value(value, lists_are_objects)
+        result[GYMNASIUM_INFO_NAMES.get(key, key)] = apply_types(value, note)
     return result
+
+
+def _entries(types: Any) -> dict[str, Any]:
+    """The per-key notes of a vector info's dict note (``{}`` for none)."""
+    if types is None:
+        return {}
+    entries = types.get("dict") if isinstance(types, dict) else None
+    if not isinstance(entries, dict):
+        raise WireError(f"a vector info's type note must be a dict note, got {types!r}")
+    return entries
 
 
 def _info_value(value: Any, lists_are_objects: bool) -> Any:

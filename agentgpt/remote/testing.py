@@ -1,8 +1,10 @@
 """Check that a remote env behaves like the local one: value equality as the wire defines it.
 
-A remote env returns every value in its space's canonical type (``np.int64`` for
-``Discrete``, arrays of the space's dtype), while a local env may return a Python ``int``
-where its space says ``np.int64``. :func:`same_values` is Gymnasium's exact
+``RemoteEnv`` and ``RemoteVectorEnv`` return the env's own types (the server's type notes
+carry them), so Gymnasium's exact ``data_equivalence`` holds against the local env. A
+``RemoteParallelEnv`` (and a server that sends no notes) returns every value in its space's
+canonical type (``np.int64`` for ``Discrete``, arrays of the space's dtype), while a local
+env may return a Python ``int`` where its space says ``np.int64``. :func:`same_values` is
 ``data_equivalence`` with that one allowance, so tests (ours, and users' checks of their own
 envs through a server) can assert "equal to local" without tripping on it.
 """

@@ -10,9 +10,17 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from agentgpt.protocol import routes
-from agentgpt.protocol.answers import read_made, read_reset, read_step
+from agentgpt.protocol.answers import read_made, read_reset, read_step, read_types
 from agentgpt.protocol.autoreset import autoreset_mode_from_wire, autoreset_mode_to_wire
-from agentgpt.protocol.fields import RESET_MASK
+from agentgpt.protocol.fields import (
+    AUTORESET_MODE,
+    INFO,
+    OBSERVATION,
+    RESET_MASK,
+    REWARD,
+    TERMINATED,
+    TRUNCATED,
+)
 from agentgpt.protocol.requests import (
     make_vec_request,
     reset_mask_to_wire,
@@ -23,7 +31,7 @@ from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.infos import vector_info_from_wire
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
-from agentgpt.wire import value_from_wire, value_to_wire
+from agentgpt.wire import apply_types, value_from_wire, value_to_wire
 
 __all__ = ["RemoteVectorEnv"]
 
@@ -35,7 +43,11 @@ class RemoteVectorEnv(VectorEnv):
     vector_kwargs={"autoreset_mode": ...})`` run locally: for the same seeds and actions
     the observations, rewards, flags and infos are equal step by step, whichever autoreset
     mode is chosen. Same-step mode's terminal observations come back under Gymnasium's
-    ``final_obs`` / ``_final_obs`` keys (the wire calls them ``final_observation``).
+    ``final_obs`` / ``_final_obs`` keys (the wire calls them ``final_observation``), each
+    as the sub-env returned it (its Python or NumPy types and, for Dict observations, its
+    key order), so Gymnasium's ``data_equivalence`` holds against the local vector env in
+    either encoding. ``metadata`` is the sub-env's (``render_modes``, ``render_fps``, ...)
+    plus ``autoreset_mode``, as a local vector env's.
     ``autoreset_mode`` takes protocol names (``"next_step"``, ``"same_step"``,
     ``"disabled"``) or :class:`gymnasium.vector.AutoresetMode`; ``metadata
     ["autoreset_mode"]`` reports the enum. With ``"disabled"``, reset ended sub-envs with
@@ -93,7 +105,10 @@ class RemoteVectorEnv(VectorEnv):
         self.env_key: str = self._session.env_key
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.metadata = {"autoreset_mode": self.autoreset_mode}
+        self.metadata = {
+            **{k: v for k, v in made.metadata.items() if k != AUTORESET_MODE},
+            AUTORESET_MODE: self.autoreset_mode,
+        }
         self.render_mode = render_mode
         if seed is not None:
             self.action_space.seed(seed)
@@ -115,22 +130,39 @@ class RemoteVectorEnv(VectorEnv):
             options = {**options, RESET_MASK: reset_mask_to_wire(options[RESET_MASK])}
         answer = self._post(routes.RESET, reset_request(self.env_key, wire_seed, options))
         observation, info = read_reset(answer)
-        return value_from_wire(self.observation_space, observation), self._info(info)
+        types = read_types(answer)
+        return (
+            apply_types(
+                value_from_wire(self.observation_space, observation), types.get(OBSERVATION)
+            ),
+            self._info(info, types.get(INFO)),
+        )
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         body = step_request(self.env_key, value_to_wire(self.action_space, actions))
-        observation, reward, terminated, truncated, info = read_step(self._post(routes.STEP, body))
+        answer = self._post(routes.STEP, body)
+        observation, reward, terminated, truncated, info = read_step(answer)
+        observation = value_from_wire(self.observation_space, observation)
+        reward = _float_array(reward)
+        terminated = np.array(terminated, dtype=np.bool_)
+        truncated = np.array(truncated, dtype=np.bool_)
+        types = read_types(answer)
+        if not types:
+            return observation, reward, terminated, truncated, self._info(info, None)
         return (
-            value_from_wire(self.observation_space, observation),
-            _float_array(reward),
-            np.array(terminated, dtype=np.bool_),
-            np.array(truncated, dtype=np.bool_),
-            self._info(info),
+            apply_types(observation, types.get(OBSERVATION)),
+            apply_types(reward, types.get(REWARD)),
+            apply_types(terminated, types.get(TERMINATED)),
+            apply_types(truncated, types.get(TRUNCATED)),
+            self._info(info, types.get(INFO)),
         )
 
-    def _info(self, info: dict[str, Any] | None) -> dict[str, Any]:
+    def _info(self, info: dict[str, Any] | None, note: Any) -> dict[str, Any]:
         return vector_info_from_wire(
-            info, self.single_observation_space, lists_are_objects=self._lists_are_objects
+            info,
+            self.single_observation_space,
+            lists_are_objects=self._lists_are_objects,
+            types=note,
         )
 
     def close_extras(self, **kwargs: Any) -> None:

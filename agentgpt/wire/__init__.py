@@ -8,6 +8,9 @@ through this package, so both sides agree byte for byte with ``docs/protocol.md`
 - :func:`space_to_wire` / :func:`space_from_wire` carry Gymnasium spaces.
 - :func:`value_to_wire` / :func:`value_from_wire` carry values of a space and give them
   back their exact Gymnasium type.
+- :func:`value_types` / :func:`data_types` write the type notes that carry the Python and
+  NumPy types the wire forms lose (a Python ``int`` observation, a tuple or an ``int8``
+  array in an info dict); :func:`apply_types` gives those types back.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from agentgpt.wire.codec import decode, encode, with_string_keys
 from agentgpt.wire.errors import UnsupportedSpaceError, WireError
 from agentgpt.wire.media import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, media_type_from_header
+from agentgpt.wire.pytypes import apply_types, data_types, value_types
 from agentgpt.wire.spaces import space_from_wire, space_to_wire
 from agentgpt.wire.values import value_from_wire, value_to_wire
 
@@ -23,6 +27,8 @@ __all__ = [
     "MSGPACK_MEDIA_TYPE",
     "UnsupportedSpaceError",
     "WireError",
+    "apply_types",
+    "data_types",
     "decode",
     "encode",
     "media_type_from_header",
@@ -30,5 +36,6 @@ __all__ = [
     "space_to_wire",
     "value_from_wire",
     "value_to_wire",
+    "value_types",
     "with_string_keys",
 ]

@@ -3,7 +3,8 @@
 ``value_from_wire`` is where untrusted input gets its type: it accepts what either encoding
 decodes to (JSON lists and the non-finite strings, MessagePack arrays) and returns exactly
 what Gymnasium itself would produce (arrays of the space's dtype and shape, ``np.int64``
-for ``Discrete``, tuples for ``Tuple`` and ``Sequence``...). It checks structure, dtype and
+for ``Discrete``, tuples for ``Tuple`` and ``Sequence``...). A ``Dict`` value keeps the key
+order of the map it comes from (the env's own order, not the space's sorted one). It checks structure, dtype and
 shape, not bounds: whether a value lies *in* the space is ``space.contains``'s question,
 which the server asks to answer with its own error.
 """
@@ -145,11 +146,14 @@ def _text_from(space: spaces.Text, obj: Any) -> str:
 
 
 def _dict_from(space: spaces.Dict, obj: Any) -> dict[str, Any]:
+    # In the map's own order, which is the order the env (or the caller) wrote its keys in.
     mapping = _as_mapping(obj, space)
+    subspaces = space.spaces
     out = {}
-    for key, sub in space.spaces.items():
+    for key, item in mapping.items():
+        sub = subspaces[key]
         try:
-            out[key] = _from(sub, mapping[key])
+            out[key] = _from(sub, item)
         except WireError as exc:
             raise _locate(exc, f"[{key!r}]", sub) from None
     return out
@@ -236,10 +240,12 @@ def _discrete_to(space: spaces.Discrete, value: Any) -> int:
 
 def _dict_to(space: spaces.Dict, value: Any) -> dict[str, Any]:
     mapping = _as_mapping(value, space)
+    subspaces = space.spaces
     out = {}
-    for key, sub in space.spaces.items():
+    for key, item in mapping.items():
+        sub = subspaces[key]
         try:
-            out[key] = _to(sub, mapping[key])
+            out[key] = _to(sub, item)
         except WireError as exc:
             raise _locate(exc, f"[{key!r}]", sub) from None
     return out

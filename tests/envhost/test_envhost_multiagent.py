@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
 from pettingzoo.classic import rps_v2
 from wire_client import WireClient
 
@@ -14,6 +16,22 @@ from agentgpt.envs import landmarks
 ENCODINGS = ["json", "msgpack"]
 
 
+class _NoPossibleAgents(ParallelEnv):
+    """A ParallelEnv that never sets ``possible_agents``."""
+
+    metadata = {"name": "no_possible_agents"}
+
+    def observation_space(self, agent):
+        return spaces.Discrete(2)
+
+    def action_space(self, agent):
+        return spaces.Discrete(2)
+
+
+class _EmptyPossibleAgents(_NoPossibleAgents):
+    possible_agents: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def url():
     server = EnvServer(
@@ -22,6 +40,8 @@ def url():
             "rps-aec": "pettingzoo.classic.rps_v2:env",
             "landmarks": landmarks.parallel_env,
             "landmarks-aec": landmarks.env,
+            "no-possible-agents": _NoPossibleAgents,
+            "empty-possible-agents": _EmptyPossibleAgents,
         }
     )
     with run_server_in_thread(server) as base_url:
@@ -94,6 +114,26 @@ def test_multi_agent_envs_cannot_be_vectorized(client):
     assert answer.body["error"]["type"] == "invalid_argument"
     assert "multi-agent" in answer.body["error"]["message"]
     assert client.post("/make", {"env_name": "rps-parallel"}).status == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [("no-possible-agents", "no `possible_agents`"), ("empty-possible-agents", "empty")],
+)
+def test_env_without_possible_agents_is_refused_by_name(client, name, fragment):
+    """Not a server bug (500 internal_error): the env lacks what the protocol needs."""
+    answer = client.post("/make", {"env_name": name})
+    assert answer.status == 422, answer.body
+    assert answer.body["error"]["type"] == "invalid_argument"
+    message = answer.body["error"]["message"]
+    assert "possible_agents" in message and fragment in message, message
+    assert client.post("/make", {"env_name": "rps-parallel"}).status == 200
+
+
+def test_make_answer_carries_the_env_metadata(client):
+    made = client.post("/make", {"env_name": "rps-parallel"})
+    assert made.body["metadata"]["name"] == rps_v2.parallel_env().metadata["name"]
+    assert made.body["metadata"]["is_parallelizable"] is True
 
 
 def _play_landmarks(client, local, seed, episodes=1):

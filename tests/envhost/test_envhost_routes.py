@@ -243,3 +243,34 @@ def test_integer_info_keys_arrive_as_strings_in_both_encodings():
                 assert step.status == 200, step.body
                 assert step.body["info"] == {"3": "three", "n": {"7": 1.5}}
                 c.post("/close")
+
+
+def test_make_answers_carry_the_env_metadata(client):
+    made = client.post("/make", {"env_name": "CartPole-v1"}).body
+    assert made["metadata"] == {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+    made_vec = client.post("/make_vec", {"env_name": "CartPole-v1", "num_envs": 2}).body
+    # One sub-env's metadata: the vector env's autoreset mode is reported on its own.
+    assert made_vec["metadata"] == {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+    assert made_vec["autoreset_mode"] == "next_step"
+
+
+def test_answers_note_the_types_the_wire_loses(client):
+    """Taxi returns Python ints (observation, reward) and an int8 info array."""
+    local = gymnasium.make("Taxi-v4" if "Taxi-v4" in gymnasium.registry else "Taxi-v3")
+    client.post("/make", {"env_name": local.spec.id})
+    reset = client.post("/reset", {"seed": 3}).body
+    local_obs, local_info = local.reset(seed=3)
+    assert reset["observation"] == local_obs
+    assert reset["types"] == {
+        "observation": "int",
+        "info": {"dict": {"action_mask": {"array": "|i1"}}},
+    }
+    assert wire.apply_types(reset["info"], reset["types"]["info"])["action_mask"].dtype == np.int8
+    step = client.post("/step", {"action": 1}).body
+    assert step["reward"] == -1.0 and step["types"]["reward"] == "int"
+
+
+def test_answers_of_plain_values_carry_no_types(client):
+    client.post("/make", {"env_name": "CartPole-v1"})
+    assert "types" not in client.post("/reset", {"seed": 0}).body
+    assert "types" not in client.post("/step", {"action": 0}).body
