@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from agentgpt.wire.dtypes import checked_dtype
 from agentgpt.wire.errors import WireError
 
 __all__ = ["ARRAY_EXT_TYPE", "decode_msgpack", "encode_msgpack"]
@@ -19,7 +20,7 @@ __all__ = ["ARRAY_EXT_TYPE", "decode_msgpack", "encode_msgpack"]
 ARRAY_EXT_TYPE = 1
 
 # Arrays of these kinds travel as raw bytes; any other dtype has no portable layout.
-_RAW_KINDS = frozenset("biuf")
+_RAW_KINDS = "biuf"
 _CACHE_LIMIT = 1024
 
 # (dtype string, shape) -> the ext payload's bytes that precede the raw data: the array
@@ -27,7 +28,6 @@ _CACHE_LIMIT = 1024
 # dtype and shape from call to call, so building it once saves most of the work.
 _payload_prefixes: dict[tuple[str, tuple[int, ...]], bytes] = {}
 # dtype string -> validated dtype, for decoding.
-_dtypes: dict[str, np.dtype] = {}
 
 
 def _bin_header(length: int) -> bytes:
@@ -84,20 +84,7 @@ def encode_msgpack(obj: Any) -> bytes:
 
 
 def _dtype(dtype_str: Any) -> np.dtype:
-    dtype = _dtypes.get(dtype_str) if isinstance(dtype_str, str) else None
-    if dtype is not None:
-        return dtype
-    if not isinstance(dtype_str, str) or len(dtype_str) > 8:
-        raise WireError(f"array dtype must be a short string like '<f4', got {dtype_str!r}")
-    try:
-        dtype = np.dtype(dtype_str)
-    except (TypeError, ValueError):
-        raise WireError(f"unknown array dtype {dtype_str!r}") from None
-    if dtype.kind not in _RAW_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise WireError(f"unsupported array dtype {dtype_str!r}")
-    if len(_dtypes) < _CACHE_LIMIT:
-        _dtypes[dtype_str] = dtype
-    return dtype
+    return checked_dtype(dtype_str, kinds=_RAW_KINDS, what="array dtype")
 
 
 def _ext_hook(code: int, data: bytes) -> np.ndarray:

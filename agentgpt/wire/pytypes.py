@@ -47,6 +47,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from agentgpt.wire.dtypes import checked_dtype
 from agentgpt.wire.errors import WireError
 from agentgpt.wire.values import _stacked_space
 
@@ -56,9 +57,8 @@ _PLAIN = (str, int, bool, type(None))
 _PYTHON_SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool}
 #: Kinds of dtype a note may name: numbers, booleans, text, bytes, objects (every kind an
 #: encoding carries).
-_NOTE_KINDS = frozenset("biufUSO")
+_NOTE_KINDS = "biufUSO"
 _MAX_ITEMSIZE = 1 << 20
-_dtypes: dict[str, np.dtype] = {}
 
 # --------------------------------------------------------------------------- notes of data
 
@@ -230,22 +230,10 @@ def object_array(values: list[Any]) -> np.ndarray:
 
 
 def _note_dtype(text: Any) -> np.dtype:
-    dtype = _dtypes.get(text) if isinstance(text, str) else None
-    if dtype is not None:
-        return dtype
-    if not isinstance(text, str) or len(text) > 12:
-        raise WireError(f"a type note names a dtype as a short string, got {text!r}")
-    try:
-        dtype = np.dtype(text)
-    except (TypeError, ValueError):
-        raise WireError(f"unknown dtype {text!r} in a type note") from None
-    if dtype.kind not in _NOTE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise WireError(f"unsupported dtype {text!r} in a type note")
-    if dtype.itemsize > _MAX_ITEMSIZE:  # a short note must not make the reader allocate much
-        raise WireError(f"dtype {text!r} in a type note is too wide")
-    if len(_dtypes) < 1024:
-        _dtypes[text] = dtype
-    return dtype
+    # A short note must not make the reader allocate much.
+    return checked_dtype(
+        text, kinds=_NOTE_KINDS, what="type-note dtype", max_length=12, max_itemsize=_MAX_ITEMSIZE
+    )
 
 
 def _as_items(value: Any) -> list[Any] | tuple[Any, ...]:
