@@ -21,7 +21,6 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from agentgpt.train.callbacks import Callback, EvaluationEvent, UpdateEvent
@@ -120,6 +119,7 @@ class Reporter(Callback):
                 )
         if show_progress is None:
             show_progress = sys.stdout.isatty()
+        self.total_steps = total_steps
         self.progress: Progress | None = None
         if show_progress:
             self.progress = Progress(
@@ -130,12 +130,16 @@ class Reporter(Callback):
                 TextColumn("{task.fields[sps]:>7.0f} steps/s"),
                 TextColumn("return {task.fields[ret]}"),
                 TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
                 console=Console(),
             )
             self.task = self.progress.add_task(
-                run_dir.name, total=total_steps, completed=start_step, sps=0.0, ret="-"
+                run_dir.name,
+                total=total_steps,
+                completed=start_step,
+                sps=0.0,
+                ret="-",
+                eta="-:--:--",
             )
             self.progress.start()
 
@@ -170,9 +174,9 @@ class Reporter(Callback):
         if self.progress is not None:
             ret = row.get("mean_return")
             shown = "-" if ret in (None, "") else f"{float(ret):.1f}"
-            self.progress.update(
-                self.task, completed=step, sps=float(timing["steps_per_sec"]), ret=shown
-            )
+            sps = float(timing["steps_per_sec"])
+            eta = eta_text(self.total_steps - step, sps)
+            self.progress.update(self.task, completed=step, sps=sps, ret=shown, eta=eta)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -180,3 +184,18 @@ class Reporter(Callback):
         self.tensorboard.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
+
+
+def eta_text(remaining_steps: int, steps_per_sec: float) -> str:
+    """Time left as ``H:MM:SS`` at the run's average speed since it started.
+
+    Updates arrive seconds apart, and a speed measured over the last few of them swings
+    with every pause of the machine (an ETA that jumps between 5 and 15 minutes). The
+    average over the whole run moves slowly, so the ETA shown is stable; it still follows
+    a lasting change of speed.
+    """
+    if steps_per_sec <= 0 or remaining_steps < 0:
+        return "-:--:--"
+    seconds = round(remaining_steps / steps_per_sec)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
