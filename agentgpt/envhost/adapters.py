@@ -1,4 +1,5 @@
-"""Adapters give every kind of env one request-level interface: ``reset`` and ``step``.
+"""Adapters give every kind of env one request-level interface: ``reset``, ``step`` and
+``render``.
 
 Each adapter takes wire values in (already decoded, not yet typed), returns plain response
 maps ready for :func:`agentgpt.wire.encode`, validates actions against the action space,
@@ -25,7 +26,7 @@ import numpy as np
 
 from agentgpt import wire
 from agentgpt.envhost import errors
-from agentgpt.protocol.answers import metadata_to_wire, reset_answer, step_answer
+from agentgpt.protocol.answers import metadata_to_wire, render_answer, reset_answer, step_answer
 from agentgpt.protocol.autoreset import WIRE_INFO_NAMES
 from agentgpt.protocol.fields import (
     AUTORESET_MODE,
@@ -126,6 +127,8 @@ class EnvAdapter:
 
     #: ``"single"``, ``"vector"`` or ``"multi_agent"``.
     kind: str
+    #: The env itself: a Gymnasium env or vector env, or a PettingZoo ``ParallelEnv``.
+    env: Any
     num_envs: int
     autoreset_mode: str
     agents: list[str] | None
@@ -143,6 +146,21 @@ class EnvAdapter:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def render(self) -> dict[str, Any]:
+        """The ``/render`` answer: what the env's ``render()`` returns, with its type note.
+
+        Every kind renders the same way (a vector env returns one frame per sub-env). An
+        env made without a render mode has nothing to render and answers ``None`` without
+        being called, which spares it Gymnasium's warning.
+        """
+        if getattr(self.env, "render_mode", None) is None:
+            return render_answer(None)
+        try:
+            output = wire.with_string_keys(self.env.render())
+        except Exception as exc:
+            raise errors.env_error(exc) from exc
+        return render_answer(output, wire.data_types(output))
 
     def _bind_gymnasium(
         self, env: Any, autoreset_mode: str, seed: int | None, single_obs: Any, single_act: Any

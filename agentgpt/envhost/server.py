@@ -113,6 +113,7 @@ class EnvServer:
                 routes.RESET: self._reset,
                 routes.MAKE: self._make,
                 routes.MAKE_VEC: self._make_vec,
+                routes.RENDER: self._render,
                 routes.CLOSE: self._close,
             },
             get={
@@ -265,6 +266,10 @@ class EnvServer:
         except ProtocolViolation as violation:
             raise _refused(violation) from None
         return await self._call(session, session.adapter.step, action)
+
+    async def _render(self, owner: str, payload: Payload) -> Payload:
+        session = self.table.get(owner, _parse(parse_env_key, payload))
+        return await self._call(session, session.adapter.render)
 
     async def _close(self, owner: str, payload: Payload) -> Payload:
         session = self.table.get(owner, _parse(parse_env_key, payload))

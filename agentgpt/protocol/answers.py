@@ -25,6 +25,7 @@ from agentgpt.protocol.fields import (
     NUM_ENVS,
     OBSERVATION,
     OBSERVATION_SPACE,
+    RENDER,
     REWARD,
     STATUS,
     TERMINATED,
@@ -32,7 +33,7 @@ from agentgpt.protocol.fields import (
     TYPES,
     VERSION,
 )
-from agentgpt.wire import space_from_wire
+from agentgpt.wire import apply_types, space_from_wire
 
 __all__ = [
     "MadeAnswer",
@@ -45,9 +46,11 @@ __all__ = [
     "observation_space_answer",
     "read_env_key",
     "read_made",
+    "read_render",
     "read_reset",
     "read_step",
     "read_types",
+    "render_answer",
     "reset_answer",
     "step_answer",
 ]
@@ -227,6 +230,26 @@ def read_types(answer: dict[str, Any]) -> dict[str, Any]:
     has none: every value is what its plain or space-typed reading gives)."""
     types = answer.get(TYPES)
     return types if isinstance(types, dict) else {}
+
+
+# ---------------------------------------------------------------- /render
+
+
+def render_answer(output: Any, note: Any = None) -> dict[str, Any]:
+    """The answer of ``/render``: ``output``, what the env's ``render()`` returned (a frame
+    array, a string, a list or tuple of those, ``None``), and its type note
+    (:mod:`agentgpt.wire.pytypes`), which gives a frame its dtype in JSON and a tuple of
+    frames its tuple; ``types`` is left out when the note is ``None``."""
+    answer: dict[str, Any] = {RENDER: output}
+    if note is not None:
+        answer[TYPES] = {RENDER: note}
+    return answer
+
+
+def read_render(answer: dict[str, Any]) -> Any:
+    """What the env's ``render()`` returned, from a ``/render`` answer: its type note
+    applied, so a frame is a NumPy array of the env's dtype in either encoding."""
+    return apply_types(answer.get(RENDER), read_types(answer).get(RENDER))
 
 
 # ---------------------------------------------------------------- the other routes

@@ -45,6 +45,8 @@ METADATA = "metadata"
 #: fields, present only when some value's Python or NumPy type is not what the plain
 #: reading gives (:mod:`agentgpt.wire.pytypes`).
 TYPES = "types"
+#: ``/render``: what the env's ``render()`` returned (``null`` without a render mode).
+RENDER = "render"
 CLOSED = "closed"
 STATUS = "status"
 VERSION = "version"

@@ -46,6 +46,7 @@ __all__ = [
     "parse_make_vec",
     "parse_reset",
     "parse_step_action",
+    "render_request",
     "reset_mask_to_wire",
     "reset_request",
     "short_repr",
@@ -322,7 +323,7 @@ def parse_reset(payload: dict[str, Any], num_envs: int | None = None) -> ResetRe
     return ResetRequest(seed, {**options, RESET_MASK: mask}, mask)
 
 
-# ---------------------------------------------------------------- /step and /close
+# ---------------------------------------------------------------- /step, /render and /close
 
 
 def step_request(env_key: str, action: Any) -> dict[str, Any]:
@@ -335,6 +336,12 @@ def parse_step_action(payload: dict[str, Any]) -> Any:
     if ACTION not in payload:
         raise _invalid(f"{ACTION} is required")
     return payload[ACTION]
+
+
+def render_request(env_key: str) -> dict[str, Any]:
+    """The body of ``/render`` (its only field, ``env_key``, is read by
+    :func:`parse_env_key`)."""
+    return {ENV_KEY: env_key}
 
 
 def close_request(env_key: str) -> dict[str, Any]:

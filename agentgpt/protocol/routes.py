@@ -14,6 +14,7 @@ __all__ = [
     "MAKE_VEC",
     "OBSERVATION_SPACE",
     "POST_ROUTES",
+    "RENDER",
     "RESET",
     "STEP",
 ]
@@ -23,11 +24,12 @@ MAKE = "/make"
 MAKE_VEC = "/make_vec"
 RESET = "/reset"
 STEP = "/step"
+RENDER = "/render"
 CLOSE = "/close"
 ACTION_SPACE = "/action_space"
 OBSERVATION_SPACE = "/observation_space"
 
 #: Routes that take a body (POST).
-POST_ROUTES = (MAKE, MAKE_VEC, RESET, STEP, CLOSE)
+POST_ROUTES = (MAKE, MAKE_VEC, RESET, STEP, RENDER, CLOSE)
 #: Routes read with GET (and HEAD); the space routes take ``?env_key=``.
 GET_ROUTES = (HEALTH, ACTION_SPACE, OBSERVATION_SPACE)

@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium
 
 from agentgpt.protocol import routes
-from agentgpt.protocol.answers import read_made, read_reset, read_step, read_types
+from agentgpt.protocol.answers import read_made, read_render, read_reset, read_step, read_types
 from agentgpt.protocol.fields import (
     FINAL_OBSERVATION,
     INFO,
@@ -16,7 +16,7 @@ from agentgpt.protocol.fields import (
     TERMINATED,
     TRUNCATED,
 )
-from agentgpt.protocol.requests import make_request, reset_request, step_request
+from agentgpt.protocol.requests import make_request, render_request, reset_request, step_request
 from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
@@ -33,8 +33,11 @@ class RemoteEnv(gymnasium.Env):
     server's type notes give back the env's own Python and NumPy types (a Python ``int``
     observation stays an ``int``, an ``int8`` info array an ``int8`` array, in either
     encoding), so Gymnasium's ``data_equivalence`` holds between this env's outputs and the
-    local env's. ``metadata`` is the server env's, except that ``render_modes`` is empty:
-    the protocol has no render route. ``seed`` is used by the first
+    local env's. ``metadata`` is the server env's (``render_modes``, ``render_fps``, ...).
+    ``render()`` returns what the server env's ``render()`` returns: with
+    ``render_mode="rgb_array"`` a ``uint8`` frame ``[H, W, 3]``, so Gymnasium's
+    ``RenderCollection`` and ``RecordVideo`` (which needs ``moviepy``) work on this env;
+    ``"human"`` is refused, the server has no screen. ``seed`` is used by the first
     ``reset()`` that gives none and also seeds this object's ``action_space``.
     ``autoreset_mode`` is the server's (``"disabled"``, the default, behaves like a plain
     local env; ``"same_step"`` puts the decoded terminal observation in
@@ -48,7 +51,10 @@ class RemoteEnv(gymnasium.Env):
     :class:`~agentgpt.remote.RemoteEnvError` for anything the server refuses.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    #: What ``gymnasium.make("agentgpt/Remote-v0", ...)`` checks a ``render_mode``
+    #: against before any server is asked: the modes the protocol carries. Each instance
+    #: replaces it with its server env's metadata.
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "ansi"]}
 
     def __init__(
         self,
@@ -91,7 +97,7 @@ class RemoteEnv(gymnasium.Env):
             self.action_space = made.action_space
             self.autoreset_mode: str = made.autoreset_mode
             # An instance attribute: each remote env has its own server env's metadata.
-            self.metadata = {**made.metadata, "render_modes": []}
+            self.metadata = {"render_modes": [], **made.metadata}
         except BaseException:
             self._session.close()  # nothing may be left running on the server
             raise
@@ -148,9 +154,9 @@ class RemoteEnv(gymnasium.Env):
         return apply_types(info, note)
 
     def render(self) -> Any:
-        raise NotImplementedError(
-            "the env server protocol has no render route; render on the server side"
-        )
+        """The server env's ``render()``: a ``uint8`` array ``[H, W, 3]`` for
+        ``"rgb_array"``, a string for ``"ansi"``, ``None`` without a render mode."""
+        return read_render(self._post(routes.RENDER, render_request(self.env_key)))
 
     def close(self) -> None:
         """Free the server's env and the connection. Idempotent."""

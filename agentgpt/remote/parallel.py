@@ -8,9 +8,9 @@ import gymnasium
 from pettingzoo import ParallelEnv
 
 from agentgpt.protocol import routes
-from agentgpt.protocol.answers import read_made, read_reset, read_step
+from agentgpt.protocol.answers import read_made, read_render, read_reset, read_step
 from agentgpt.protocol.fields import FINAL_OBSERVATION
-from agentgpt.protocol.requests import make_request, reset_request, step_request
+from agentgpt.protocol.requests import make_request, render_request, reset_request, step_request
 from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
@@ -31,6 +31,8 @@ class RemoteParallelEnv(ParallelEnv):
     ``"next_step"`` the ``step({})`` after the end starts the next episode; with
     ``"same_step"`` the ending step already returns its first observations (the last ones
     are in each agent's ``info["final_observation"]``) and ``agents`` lists its agents.
+    ``metadata`` is the server env's, and ``render()`` returns what its ``render()``
+    returns (``"human"`` is refused: the server has no screen).
     ``transport`` replaces the default HTTP/1.1 connection with any
     :class:`~agentgpt.remote.BaseTransport` (its own URL, key, encoding and timeouts
     then apply).
@@ -83,6 +85,8 @@ class RemoteParallelEnv(ParallelEnv):
                 zip(self.possible_agents, made.action_space, strict=True)
             )
             self.autoreset_mode: str = made.autoreset_mode
+            # An instance attribute: each remote env has its own server env's metadata.
+            self.metadata = {**type(self).metadata, **made.metadata}
         except BaseException:
             self._session.close()  # nothing may be left running on the server
             raise
@@ -166,6 +170,10 @@ class RemoteParallelEnv(ParallelEnv):
                 )
             infos[agent] = info
         return infos
+
+    def render(self) -> Any:
+        """The server env's ``render()`` (``None`` without a render mode)."""
+        return read_render(self._post(routes.RENDER, render_request(self.env_key)))
 
     def close(self) -> None:
         """Free the server's env and the connection. Idempotent."""

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from agentgpt.protocol import routes
-from agentgpt.protocol.answers import read_made, read_reset, read_step, read_types
+from agentgpt.protocol.answers import read_made, read_render, read_reset, read_step, read_types
 from agentgpt.protocol.autoreset import autoreset_mode_from_wire, autoreset_mode_to_wire
 from agentgpt.protocol.fields import (
     AUTORESET_MODE,
@@ -23,6 +23,7 @@ from agentgpt.protocol.fields import (
 )
 from agentgpt.protocol.requests import (
     make_vec_request,
+    render_request,
     reset_mask_to_wire,
     reset_request,
     step_request,
@@ -47,7 +48,8 @@ class RemoteVectorEnv(VectorEnv):
     as the sub-env returned it (its Python or NumPy types and, for Dict observations, its
     key order), so Gymnasium's ``data_equivalence`` holds against the local vector env in
     either encoding. ``metadata`` is the sub-env's (``render_modes``, ``render_fps``, ...)
-    plus ``autoreset_mode``, as a local vector env's.
+    plus ``autoreset_mode``, as a local vector env's. ``render()`` returns what the
+    server's vector env returns: a tuple with one frame per sub-env.
     ``autoreset_mode`` takes protocol names (``"next_step"``, ``"same_step"``,
     ``"disabled"``) or :class:`gymnasium.vector.AutoresetMode`; ``metadata
     ["autoreset_mode"]`` reports the enum. With ``"disabled"``, reset ended sub-envs with
@@ -164,6 +166,11 @@ class RemoteVectorEnv(VectorEnv):
             lists_are_objects=self._lists_are_objects,
             types=note,
         )
+
+    def render(self) -> tuple[Any, ...] | None:
+        """The server vector env's ``render()``: one frame per sub-env (``uint8`` arrays
+        for ``"rgb_array"``), ``None`` without a render mode."""
+        return read_render(self._post(routes.RENDER, render_request(self.env_key)))
 
     def close_extras(self, **kwargs: Any) -> None:
         """Free the server's env and the connection (``close()`` calls this once)."""

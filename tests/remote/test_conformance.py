@@ -267,8 +267,8 @@ def test_check_env_passes_on_the_remote_env(url, env_name, env_kwargs, encoding)
     with RemoteEnv(url, env_name, KEY, env_kwargs=env_kwargs, encoding=encoding) as remote:
         assert remote.observation_space == local.observation_space
         assert remote.action_space == local.action_space
-        # The remote env has no render route, so it declares no render modes and the render
-        # checks have nothing to run; the local env's would open windows.
+        # Render checks are skipped on both sides: the local env's would open windows, and
+        # rendering has its own tests (test_render.py).
         remote_warnings = _check_env_warnings(remote, skip_render_check=True)
     local_warnings = _check_env_warnings(
         local.unwrapped, skip_render_check=True, skip_close_check=True
