@@ -208,3 +208,23 @@ def test_import_error_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "agentgpt.integrations.sb3")
     with pytest.raises(ImportError, match=r'pip install "agentgpt\[sb3\]"'):
         import agentgpt.integrations.sb3  # noqa: F401
+
+
+def test_frames_of_remote_envs(env_server):
+    """SB3's ``get_images`` (behind ``VecVideoRecorder``) gets each remote env's frame."""
+    remote = RemoteVectorEnv(
+        env_server(), "CartPole-v1", NUM_ENVS, autoreset_mode="same_step", render_mode="rgb_array"
+    )
+    venv = SB3VecEnv(remote)
+    try:
+        venv.seed(0)
+        venv.reset()
+        frames = venv.get_images()
+        assert len(frames) == NUM_ENVS
+        assert all(f.dtype == np.uint8 and f.ndim == 3 and f.shape[2] == 3 for f in frames)
+        local = gymnasium.make("CartPole-v1", render_mode="rgb_array")
+        local.reset(seed=0)
+        np.testing.assert_array_equal(frames[0], local.render())
+        local.close()
+    finally:
+        venv.close()
