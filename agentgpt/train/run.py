@@ -10,6 +10,7 @@ itself, and one :class:`~agentgpt.train.collector.Collector` drives either.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import pickle
 import re
@@ -53,6 +54,9 @@ from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.ppo import EntropyTuner, UpdateStats, compute_gae, ppo_update
 from agentgpt.train.reporting import Reporter
 from agentgpt.train.reward_scaling import RewardScaler
+from agentgpt.train.threads import free_cores
+
+log = logging.getLogger("agentgpt.train")
 
 #: Plays a policy's evaluation episodes: ``(agent, episodes, seed) -> EvalResult``.
 Evaluator = Callable[[Agent, int, int], EvalResult]
@@ -166,8 +170,14 @@ class Trainer:
         self.run_dir = run_dir
         self.model, self.ppo, self.run_config = hp.model, hp.ppo, hp.run
         # Collection runs many tiny forward passes, which extra threads only slow down;
-        # the update's larger batches use every core.
-        self.update_threads = hp.torch_threads or os.cpu_count() or 1
+        # the update's larger batches use every core no other program keeps busy.
+        self.update_threads = hp.torch_threads or free_cores(os.cpu_count() or 1)
+        if not hp.torch_threads and self.update_threads < (os.cpu_count() or 1):
+            log.info(
+                "other programs keep the cores busy: the update uses %d thread(s) "
+                "(--torch-threads sets the count)",
+                self.update_threads,
+            )
         self.evaluator = evaluator or local_evaluator(hp)
         _seed_everything(hp.seed)
 
