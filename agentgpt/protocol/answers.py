@@ -232,6 +232,24 @@ def read_types(answer: dict[str, Any]) -> dict[str, Any]:
     return types if isinstance(types, dict) else {}
 
 
+def apply_step_types(
+    answer: dict[str, Any], observation: Any, reward: Any, terminated: Any, truncated: Any
+) -> tuple[Any, Any, Any, Any, Any]:
+    """A ``/step`` answer's values as a client read them, with the answer's type notes
+    applied; the fifth item is the note for the info dict (None when there is none),
+    which each client applies along with its own reading of infos."""
+    types = read_types(answer)
+    if not types:  # the usual case: every value is what its reading gives
+        return observation, reward, terminated, truncated, None
+    return (
+        apply_types(observation, types.get(OBSERVATION)),
+        apply_types(reward, types.get(REWARD)),
+        apply_types(terminated, types.get(TERMINATED)),
+        apply_types(truncated, types.get(TRUNCATED)),
+        types.get(INFO),
+    )
+
+
 # ---------------------------------------------------------------- /render
 
 

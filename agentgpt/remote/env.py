@@ -7,14 +7,18 @@ from typing import Any
 import gymnasium
 
 from agentgpt.protocol import routes
-from agentgpt.protocol.answers import read_made, read_render, read_reset, read_step, read_types
+from agentgpt.protocol.answers import (
+    apply_step_types,
+    read_made,
+    read_render,
+    read_reset,
+    read_step,
+    read_types,
+)
 from agentgpt.protocol.fields import (
     FINAL_OBSERVATION,
     INFO,
     OBSERVATION,
-    REWARD,
-    TERMINATED,
-    TRUNCATED,
 )
 from agentgpt.protocol.requests import make_request, render_request, reset_request, step_request
 from agentgpt.remote.base_transport import BaseTransport
@@ -132,17 +136,10 @@ class RemoteEnv(gymnasium.Env):
         answer = self._post(routes.STEP, body)
         observation, reward, terminated, truncated, info = read_step(answer)
         observation = value_from_wire(self.observation_space, observation)
-        reward, terminated, truncated = float(reward), bool(terminated), bool(truncated)
-        types = read_types(answer)
-        if not types:  # the usual case: every value is what its reading gives
-            return observation, reward, terminated, truncated, self._info(info, None)
-        return (
-            apply_types(observation, types.get(OBSERVATION)),
-            apply_types(reward, types.get(REWARD)),
-            apply_types(terminated, types.get(TERMINATED)),
-            apply_types(truncated, types.get(TRUNCATED)),
-            self._info(info, types.get(INFO)),
+        observation, reward, terminated, truncated, info_note = apply_step_types(
+            answer, observation, float(reward), bool(terminated), bool(truncated)
         )
+        return observation, reward, terminated, truncated, self._info(info, info_note)
 
     def _info(self, info: dict[str, Any] | None, note: Any) -> dict[str, Any]:
         if not info:

@@ -10,16 +10,20 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from agentgpt.protocol import routes
-from agentgpt.protocol.answers import read_made, read_render, read_reset, read_step, read_types
+from agentgpt.protocol.answers import (
+    apply_step_types,
+    read_made,
+    read_render,
+    read_reset,
+    read_step,
+    read_types,
+)
 from agentgpt.protocol.autoreset import autoreset_mode_from_wire, autoreset_mode_to_wire
 from agentgpt.protocol.fields import (
     AUTORESET_MODE,
     INFO,
     OBSERVATION,
     RESET_MASK,
-    REWARD,
-    TERMINATED,
-    TRUNCATED,
 )
 from agentgpt.protocol.requests import (
     make_vec_request,
@@ -145,19 +149,14 @@ class RemoteVectorEnv(VectorEnv):
         answer = self._post(routes.STEP, body)
         observation, reward, terminated, truncated, info = read_step(answer)
         observation = value_from_wire(self.observation_space, observation)
-        reward = _float_array(reward)
-        terminated = np.array(terminated, dtype=np.bool_)
-        truncated = np.array(truncated, dtype=np.bool_)
-        types = read_types(answer)
-        if not types:
-            return observation, reward, terminated, truncated, self._info(info, None)
-        return (
-            apply_types(observation, types.get(OBSERVATION)),
-            apply_types(reward, types.get(REWARD)),
-            apply_types(terminated, types.get(TERMINATED)),
-            apply_types(truncated, types.get(TRUNCATED)),
-            self._info(info, types.get(INFO)),
+        observation, reward, terminated, truncated, info_note = apply_step_types(
+            answer,
+            observation,
+            _float_array(reward),
+            np.array(terminated, dtype=np.bool_),
+            np.array(truncated, dtype=np.bool_),
         )
+        return observation, reward, terminated, truncated, self._info(info, info_note)
 
     def _info(self, info: dict[str, Any] | None, note: Any) -> dict[str, Any]:
         return vector_info_from_wire(
