@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 import pytest
-from gymnasium import spaces
+from render_envs import UnrenderableEnv
 from wire_client import WireClient
 
 from agentgpt.envhost import EnvServer, run_server_in_thread
@@ -18,30 +18,9 @@ ENCODINGS = ["json", "msgpack"]
 U8 = {"array": "|u1"}
 
 
-class CameraShyEnv(gymnasium.Env):
-    """Its ``render()`` raises."""
-
-    metadata = {"render_modes": ["rgb_array"]}
-    observation_space = spaces.Discrete(2)
-    action_space = spaces.Discrete(2)
-
-    def __init__(self, render_mode: str | None = None) -> None:
-        self.render_mode = render_mode
-
-    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[int, dict]:
-        super().reset(seed=seed)
-        return 0, {}
-
-    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
-        return 0, 0.0, False, False, {}
-
-    def render(self) -> Any:
-        raise ValueError("no frame today")
-
-
 @pytest.fixture(scope="module")
 def url():
-    server = EnvServer(api_keys=[KEY, OTHER_KEY], register={"CameraShy-v0": CameraShyEnv})
+    server = EnvServer(api_keys=[KEY, OTHER_KEY], register={"CameraShy-v0": UnrenderableEnv})
     with run_server_in_thread(server) as base_url:
         yield base_url
 
@@ -137,6 +116,6 @@ def test_a_render_that_raises_is_env_error(client):
     key = _make(client, env_name="CameraShy-v0", render_mode="rgb_array")
     client.post("/reset", {"env_key": key})
     answer = client.post("/render", {"env_key": key})
-    assert _error(answer) == (500, "env_error", "ValueError: no frame today")
+    assert _error(answer) == (500, "env_error", "RuntimeError: this env has no camera")
     assert client.post("/step", {"env_key": key, "action": 0}).status == 200
     _close(client, key)

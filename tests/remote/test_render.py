@@ -10,9 +10,9 @@ import gymnasium
 import imageio
 import numpy as np
 import pytest
-from gymnasium import spaces
 from gymnasium.wrappers import RenderCollection
 from pettingzoo.classic import rps_v2
+from render_envs import UnrenderableEnv
 
 from agentgpt.envhost import EnvServer, run_server_in_thread
 from agentgpt.protocol import routes
@@ -32,27 +32,6 @@ OTHER_KEY = "render-other-key"
 ENCODINGS = ["msgpack", "json"]
 TAXI = next((name for name in ("Taxi-v3", "Taxi-v4") if name in gymnasium.registry), "Taxi-v4")
 ACTIONS = [1, 0, 1, 1, 0]
-
-
-class UnrenderableEnv(gymnasium.Env):
-    """Steps fine, but its ``render()`` raises."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
-    observation_space = spaces.Discrete(2)
-    action_space = spaces.Discrete(2)
-
-    def __init__(self, render_mode: str | None = None) -> None:
-        self.render_mode = render_mode
-
-    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[int, dict]:
-        super().reset(seed=seed)
-        return 0, {}
-
-    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
-        return 1, 1.0, False, False, {}
-
-    def render(self) -> Any:
-        raise RuntimeError("this env has no camera")
 
 
 @pytest.fixture(scope="module")
