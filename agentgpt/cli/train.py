@@ -203,6 +203,7 @@ def train_command(
                 show_progress=progress,
                 team_envs=PETTINGZOO_ENVS,
             )
+            host_lines = _host_lines(envs)
     except TrainingInterrupted as stop:
         typer.echo(f"Interrupted at step {stop.global_step}; checkpoint saved in {stop.run_dir}")
         raise typer.Exit(130) from None
@@ -215,8 +216,20 @@ def train_command(
     ret = result.metrics.get("mean_return", "")
     shown = f"{float(ret):.1f}" if ret != "" else "n/a"
     typer.echo(f"Trained {result.global_step} steps; recent mean return {shown}")
+    for line in host_lines:
+        typer.echo(line)
     typer.echo(f"Run saved in {result.run_dir}")
     typer.echo(f"Evaluate it with: agentgpt eval {result.run_dir} --episodes 20")
+
+
+def _host_lines(envs: Any) -> list[str]:
+    """The summary's line per env host (none for local envs)."""
+    statuses = getattr(envs, "hosts", None)
+    if not statuses:
+        return []
+    from agentgpt.hosts.fleet import host_report
+
+    return host_report(statuses)
 
 
 def _fleet_options(

@@ -19,7 +19,14 @@ from typing import Any
 
 from agentgpt.hosts.provider import HostProvider, RunningHosts
 
-__all__ = ["API_KEY_ENV", "FleetOptions", "host_provider", "open_fleet", "split_envs"]
+__all__ = [
+    "API_KEY_ENV",
+    "FleetOptions",
+    "host_provider",
+    "host_report",
+    "open_fleet",
+    "split_envs",
+]
 
 #: Environment variable read for the env servers' key when no key is given explicitly.
 API_KEY_ENV = "AGENTGPT_API_KEY"
@@ -100,7 +107,10 @@ def host_provider(
     if options.env_hosts:
         from agentgpt.hosts.local import LocalEnvHosts
 
-        return LocalEnvHosts(options.env_hosts, register=dict(register or {}), log_dir=log_dir)
+        # Supervised: a child that dies comes back on its port, and the fleet finds it.
+        return LocalEnvHosts(
+            options.env_hosts, register=dict(register or {}), log_dir=log_dir, supervise=True
+        )
     api_key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
     return RunningHosts(options.env_urls, api_key or None)
 
@@ -139,3 +149,23 @@ def open_fleet(
         )
         stack.callback(fleet.close)
         yield fleet
+
+
+def host_report(statuses: Sequence[Any]) -> list[str]:
+    """One line per env host of a finished run, for its summary: how often and how long
+    it was down, and whether it came back (a host that never did is named as such).
+    ``statuses`` are :attr:`Fleet.hosts <agentgpt.remote.fleet.Fleet.hosts>` snapshots."""
+    lines = []
+    for status in statuses:
+        if not status.times_down:
+            lines.append(f"env host {status.url}: up throughout")
+            continue
+        times = "once" if status.times_down == 1 else f"{status.times_down} times"
+        outage = f"down {times}, {status.downtime:.1f} s in all"
+        if status.up:
+            lines.append(f"env host {status.url}: {outage}; came back")
+        else:
+            lines.append(
+                f"env host {status.url}: {outage}; never came back (last: {status.reason})"
+            )
+    return lines

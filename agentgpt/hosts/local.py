@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import errno
 import http.client
+import logging
 import os
 import secrets
 import shutil
@@ -34,6 +35,8 @@ from agentgpt.protocol.keys import API_KEYS_ENV_VAR
 
 __all__ = ["LocalEnvHosts"]
 
+log = logging.getLogger("agentgpt.fleet")
+
 _HOST = "127.0.0.1"
 #: Attempts at a first start before giving up: a new port each time another process took one.
 _START_ATTEMPTS = 4
@@ -46,6 +49,10 @@ _STOP_GRACE = 5.0
 _POLL_INTERVAL = 0.05
 _HEALTH_TIMEOUT = 1.0
 _LOG_TAIL_BYTES = 4000
+#: A supervised host that served this long before it died starts its backoff afresh.
+_STABLE_AFTER = 60.0
+#: How often the supervisor looks for dead hosts.
+_SUPERVISE_INTERVAL = 0.2
 _ADDRESS_IN_USE = os.strerror(errno.EADDRINUSE)
 
 
@@ -141,6 +148,11 @@ class _Host:
         self.register = register
         self.process: subprocess.Popen[bytes] | None = None
         self.log_offset = 0  # where the current process's output starts in the log
+        self.started_at = 0.0  # monotonic time of the current process's start
+        #: Supervision: crashes since it last ran for ``_STABLE_AFTER`` seconds, and
+        #: whether the supervisor gave up on it.
+        self.crashes = 0
+        self.given_up = False
 
     @property
     def url(self) -> str:
@@ -219,6 +231,12 @@ class LocalEnvHosts(HostProvider):
     ``log_dir/host-<i>.log`` (appended to across restarts), or to a temporary folder that
     :meth:`close` removes. Children get SIGTERM if this process dies, and :meth:`close` runs
     at interpreter exit.
+
+    With ``supervise``, a thread restarts a host whose process died (a crash, the OOM
+    killer, :meth:`kill`) on the same port with the same key, after a backoff that starts
+    at ``restart_backoff[0]`` seconds and doubles up to ``restart_backoff[1]``; a host that
+    crashes ``max_restarts`` times in a row (each within a minute of its start) is left
+    down, and the log says so. Clients of the fleet then find it back by themselves.
     """
 
     def __init__(
@@ -230,11 +248,21 @@ class LocalEnvHosts(HostProvider):
         log_dir: str | Path | None = None,
         startup_timeout: float = 60.0,
         api_key: str | None = None,
+        supervise: bool = False,
+        max_restarts: int = 5,
+        restart_backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, got {count!r}")
         if startup_timeout <= 0:
             raise ValueError(f"startup_timeout must be positive, got {startup_timeout!r}")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ValueError(f"max_restarts must be a non-negative integer, got {max_restarts!r}")
+        first_delay, max_delay = restart_backoff
+        if not 0 < first_delay <= max_delay:
+            raise ValueError(
+                f"restart_backoff must be (first, most) with 0 < first <= most, got {restart_backoff!r}"
+            )
         extra = list(host_register or [])
         if len(extra) > count:
             raise ValueError(f"host_register has {len(extra)} entries for {count} hosts")
@@ -269,6 +297,14 @@ class LocalEnvHosts(HostProvider):
         self._preexec = _pdeathsig_setter()
         self._started = False
         self._closed = False
+        self.max_restarts = max_restarts
+        self.restart_backoff = (float(first_delay), float(max_delay))
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        if supervise:
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="agentgpt-hosts-supervisor", daemon=True
+            )
         atexit.register(self.close)  # stops the hosts, removes the temporary log folder
 
     # ------------------------------------------------------------------------ public API
@@ -306,6 +342,8 @@ class LocalEnvHosts(HostProvider):
             except BaseException:
                 self.close()
                 raise
+            if self._supervisor is not None:
+                self._supervisor.start()
         return self
 
     def kill(self, index: int) -> None:
@@ -357,6 +395,7 @@ class LocalEnvHosts(HostProvider):
 
     def close(self) -> None:
         """Stop every host: SIGTERM, then SIGKILL after a grace period. Safe to call again."""
+        self._stopping.set()  # first: a restart in progress stops waiting
         with self._lock:
             if self._closed:
                 return
@@ -409,6 +448,59 @@ class LocalEnvHosts(HostProvider):
                 start_new_session=True,
                 preexec_fn=self._preexec,
             ).result()
+            host.started_at = time.monotonic()
+
+    def _supervise(self) -> None:
+        """Restart hosts whose process died, with backoff, until :meth:`close`."""
+        while not self._stopping.wait(_SUPERVISE_INTERVAL):
+            for host in self._hosts:
+                if self._stopping.is_set():
+                    return
+                if host.given_up or host.process is None or host.running():
+                    continue
+                self._revive(host)
+
+    def _revive(self, host: _Host) -> None:
+        """Restart a dead host after its backoff, or give up on it after too many crashes."""
+        assert host.process is not None
+        host.reap(0.0)  # takes down helpers it left behind, while its pid is still ours
+        code = host.process.returncode
+        if time.monotonic() - host.started_at >= _STABLE_AFTER:
+            host.crashes = 0
+        host.crashes += 1
+        if host.crashes > self.max_restarts:
+            host.given_up = True
+            log.error(
+                "env host %d (%s) exited with code %s and crashed %d times in a row; not"
+                " restarting it (its log: %s)",
+                host.index,
+                host.url,
+                code,
+                host.crashes,
+                host.log_path,
+            )
+            return
+        first, most = self.restart_backoff
+        delay = min(most, first * 2.0 ** (host.crashes - 1))
+        log.warning(
+            "env host %d (%s) exited with code %s; restarting it in %.1f s (restart %d of"
+            " at most %d in a row)",
+            host.index,
+            host.url,
+            code,
+            delay,
+            host.crashes,
+            self.max_restarts,
+        )
+        if self._stopping.wait(delay):
+            return
+        try:
+            self.restart(host.index)
+        except RuntimeError as exc:  # closed meanwhile, or it failed to start: try again
+            if not self._stopping.is_set():
+                log.warning("env host %d (%s) did not start again: %s", host.index, host.url, exc)
+            return
+        log.info("env host %d is serving again on %s", host.index, host.url)
 
     def _await_first_start(self, host: _Host, deadline: float) -> None:
         """Wait for ``host``; on a port conflict move it to another free port and retry."""
@@ -440,6 +532,9 @@ class LocalEnvHosts(HostProvider):
                 )
             if _health_ok(host.port) and host.running():
                 return
+            if self._stopping.is_set():
+                host.reap(0.0)
+                raise RuntimeError(f"env host {host.index} was closed while starting")
             if time.monotonic() >= deadline:
                 host.reap(0.0)
                 raise RuntimeError(

@@ -8,7 +8,8 @@ import pytest
 
 from agentgpt import AgentGPT
 from agentgpt.hosts import HostProvider, LocalEnvHosts, RunningHosts
-from agentgpt.hosts.fleet import API_KEY_ENV, FleetOptions, host_provider
+from agentgpt.hosts.fleet import API_KEY_ENV, FleetOptions, host_provider, host_report
+from agentgpt.remote.fleet import HostStatus
 
 
 def test_running_hosts_are_a_provider_with_nothing_to_undo() -> None:
@@ -52,3 +53,15 @@ def test_python_face_trains_on_local_env_hosts(tmp_path: Path) -> None:
     assert log.exists()
     with pytest.raises(ValueError, match="either envs or env hosts"):
         AgentGPT.train("CartPole-v1", env_hosts=1, envs=object(), runs_dir=str(tmp_path))
+
+
+def test_the_run_summary_names_each_hosts_downtime_and_a_host_that_never_came_back() -> None:
+    steady = HostStatus("http://a:1", True, "i1", range(0, 2), 0)
+    flaky = HostStatus("http://b:1", True, "i3", range(2, 4), 2, 12.34, "connection refused")
+    lost = HostStatus("http://c:1", False, "i1", range(4, 6), 1, 30.0, "connection refused")
+    assert host_report([steady, flaky, lost]) == [
+        "env host http://a:1: up throughout",
+        "env host http://b:1: down 2 times, 12.3 s in all; came back",
+        "env host http://c:1: down once, 30.0 s in all; never came back"
+        " (last: connection refused)",
+    ]

@@ -205,6 +205,46 @@ def test_kill_then_restart_on_the_same_port(tmp_path):
     assert (tmp_path / "host-1.log").exists()
 
 
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def _serving_anew(url: str, old_incarnation: str) -> bool:
+    try:
+        return _health(url)["incarnation"] != old_incarnation
+    except (httpx.HTTPError, AssertionError):
+        return False
+
+
+def test_supervised_hosts_come_back_after_a_crash_until_the_restart_limit(tmp_path, caplog):
+    """A crashed child (SIGKILL from outside) is restarted on its port with its key; after
+    ``max_restarts`` crashes in a row it is left down and the log says so."""
+    caplog.set_level("INFO", logger="agentgpt.fleet")
+    with LocalEnvHosts(
+        2, log_dir=tmp_path, supervise=True, max_restarts=2, restart_backoff=(0.05, 0.1)
+    ) as hosts:
+        urls = list(hosts.urls)
+        steady = _health(urls[1])["incarnation"]
+        for crash in (1, 2):
+            before = _health(urls[0])["incarnation"]
+            os.kill(_host_pid(urls[0]), signal.SIGKILL)
+            _wait_for(lambda before=before: _serving_anew(urls[0], before))
+            assert hosts.urls == urls
+            assert _make(urls[0], "CartPole-v1", hosts.api_key).status_code == 200
+            assert _make(urls[0], "CartPole-v1", None).status_code == 401
+            assert f"restart {crash} of at most 2" in caplog.text
+        os.kill(_host_pid(urls[0]), signal.SIGKILL)
+        _wait_for(lambda: "not restarting it" in caplog.text)
+        time.sleep(0.5)
+        assert _refused(urls[0]) and not hosts.is_running(0)
+        assert _health(urls[1])["incarnation"] == steady  # the other host was left alone
+    assert "crashed 3 times in a row" in caplog.text
+    assert hosts.api_key not in caplog.text
+
+
 def test_kill_takes_down_the_processes_a_host_started():
     with LocalEnvHosts(1) as hosts:
         (url,) = hosts.urls
@@ -337,6 +377,9 @@ def test_hosts_do_not_outlive_a_killed_parent(tmp_path):
         ({"count": 2, "host_register": [None, {"x": "pkg"}]}, r"host_register\[1\]"),
         ({"count": 1, "api_key": "two,keys"}, "api_key"),
         ({"count": 1, "api_key": "has space"}, "api_key"),
+        ({"count": 1, "max_restarts": -1}, "max_restarts"),
+        ({"count": 1, "restart_backoff": (0.0, 1.0)}, "restart_backoff"),
+        ({"count": 1, "restart_backoff": (2.0, 1.0)}, "restart_backoff"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_starts(kwargs, match):

@@ -239,6 +239,9 @@ def test_a_stopped_host_is_cut_once_and_its_restart_gets_fresh_envs(env_server, 
                 _answer(fleet, batch)
             assert cuts == {2: 1, 3: 1}
             assert not fleet.hosts[1].up and fleet.hosts[1].times_down == 1
+            outage = fleet.hosts[1].downtime
+            time.sleep(0.01)
+            assert fleet.hosts[1].downtime > outage  # counted while it lasts
             for _ in range(5):  # the other host keeps stepping meanwhile
                 batch = fleet.recv(timeout=10.0)
                 assert set(batch.env_ids.tolist()) == {0, 1} and not batch.cut.any()
@@ -262,6 +265,10 @@ def test_a_stopped_host_is_cut_once_and_its_restart_gets_fresh_envs(env_server, 
             status = fleet.hosts[1]
             assert status.up and status.times_down == 1
             assert status.incarnation == flaky.server.incarnation != old_incarnation
+            # The outage is over: its length is counted once and no longer grows.
+            assert status.downtime > 0 and status.reason
+            assert fleet.hosts[1].downtime == status.downtime
+            assert fleet.hosts[0].downtime == 0 and fleet.hosts[0].reason == ""
             # The new server process never heard of the old env key.
             assert flaky.recorder.keys and not (set(flaky.recorder.keys) & old_keys)
             # Seeds 0-3 went to the first envs (sub-env i: seed + i); the remade vector env

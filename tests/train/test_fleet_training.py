@@ -25,7 +25,7 @@ from agentgpt.cli import app
 from agentgpt.envhost import EnvServer
 from agentgpt.envhost.testing import run_server_in_thread
 from agentgpt.envs import PETTINGZOO_ENVS
-from agentgpt.hosts.fleet import FleetOptions, open_fleet, split_envs
+from agentgpt.hosts.fleet import FleetOptions, host_report, open_fleet, split_envs
 from agentgpt.hosts.local import LocalEnvHosts
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.remote import RemoteParallelEnv
@@ -215,6 +215,7 @@ def test_training_reaches_the_threshold_through_crashes(
         )
         with open_fleet(hp.env_id, options, num_envs=hp.num_envs, seed=hp.seed) as fleet:
             result = train(hp, envs=fleet, show_progress=False)
+            report = host_report(fleet.hosts)
         thread.join(timeout=5)
         urls = hosts.urls
 
@@ -225,6 +226,9 @@ def test_training_reaches_the_threshold_through_crashes(
     assert urls[1] in log
     back = [r for r in caplog.records if urls[0] in r.getMessage() and "back" in r.getMessage()]
     assert back, "host 0 coming back was not logged"
+    # The summary: host 0 came back, host 1 (killed near the end) never did.
+    assert report[0].startswith(f"env host {urls[0]}: down once") and "came back" in report[0]
+    assert report[1].startswith(f"env host {urls[1]}: down once") and "never came back" in report[1]
     score = evaluate(result.run_dir, episodes=10, seed=123)
     assert score.mean >= 475, score
 
@@ -248,6 +252,7 @@ def test_readme_main_job_trains_over_local_env_servers(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "started 2 local env servers" in result.output
+    assert result.output.count(": up throughout") == 2
     score = evaluate(tmp_path / "readme", episodes=20, seed=0)
     assert score.mean >= 475, score
 

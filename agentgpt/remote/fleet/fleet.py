@@ -284,7 +284,8 @@ class Fleet(VectorEnv):
 
     @property
     def hosts(self) -> list[HostStatus]:
-        """A snapshot of every host: url, up, incarnation, slots, times_down."""
+        """A snapshot of every host: url, up, incarnation, slots, times_down, downtime and
+        the reason it last went down."""
         return [host.status() for host in self._hosts]
 
     def __enter__(self) -> Fleet:
@@ -646,9 +647,8 @@ class Fleet(VectorEnv):
         if self.multi_agent:
             stream.needs = rows.present & ~(rows.terminated | rows.truncated)
         host = stream.host
-        if host.down_since is not None and host.up:
-            host.down_since = None
-            host.backoff.reset()
+        if host.up:
+            host.mark_serving()
 
     def _on_made(self, event: Made) -> None:
         stream: _Stream = event.worker.owner

@@ -35,6 +35,10 @@ class HostStatus:
     slots: range
     #: How many times it went down (including being unreachable at start).
     times_down: int
+    #: Seconds it has been down in all, the current outage included.
+    downtime: float = 0.0
+    #: Why it last went down ("" if it never did).
+    reason: str = ""
 
 
 class Backoff:
@@ -116,6 +120,8 @@ class Host:
         self.times_down = 0
         #: When it went down and has not served an answer since (``None``: serving).
         self.down_since: float | None = None
+        #: Seconds of the outages that have ended.
+        self.past_downtime = 0.0
         self.reason = ""
         self.prober: Prober | None = None
 
@@ -130,5 +136,21 @@ class Host:
         if self.down_since is None:
             self.down_since = time.monotonic()
 
+    def mark_serving(self) -> None:
+        """It served an answer: an outage in progress ends."""
+        if self.down_since is not None:
+            self.past_downtime += time.monotonic() - self.down_since
+            self.down_since = None
+            self.backoff.reset()
+
     def status(self) -> HostStatus:
-        return HostStatus(self.url, self.up, self.incarnation, self.slots, self.times_down)
+        ongoing = 0.0 if self.down_since is None else time.monotonic() - self.down_since
+        return HostStatus(
+            self.url,
+            self.up,
+            self.incarnation,
+            self.slots,
+            self.times_down,
+            self.past_downtime + ongoing,
+            self.reason,
+        )
