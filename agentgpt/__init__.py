@@ -6,7 +6,7 @@ from typing import Any
 
 from agentgpt._version import __version__
 
-__all__ = ["AgentGPT", "FleetOptions", "__version__"]
+__all__ = ["GPTAPI", "AgentGPT", "EnvLauncher", "FleetOptions", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,6 +16,14 @@ def __getattr__(name: str) -> Any:
         from agentgpt.api import AgentGPT
 
         return AgentGPT
+    if name == "GPTAPI":
+        from agentgpt.api import GPTAPI
+
+        return GPTAPI
+    if name == "EnvLauncher":
+        from agentgpt.cloud.launcher import EnvLauncher
+
+        return EnvLauncher
     if name == "FleetOptions":
         from agentgpt.hosts.fleet import FleetOptions
 

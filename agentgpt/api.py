@@ -7,6 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentgpt.serve.client import GPTAPI
+
+__all__ = ["GPTAPI", "AgentGPT"]
+
 
 class AgentGPT:
     """Entry points for training and loading GPT-policy agents from Python."""

@@ -4,13 +4,16 @@ Run from the repository root::
 
     python benchmarks/remote_step.py
 
-In one run it measures CartPole-v1 stepped locally, through ``RemoteEnv`` in JSON and in
-MessagePack, and as a 64-env vector env locally and through ``RemoteVectorEnv`` in both
-encodings, then prints a table with each remote figure as a ratio of its local one. The
-server runs in its own process (as in real use, so client and server do not share a GIL)
-on a free loopback port; pass ``--url`` to measure an already running server instead.
-Actions are random but fixed by a seed, and episodes are reset as they end, so every
-figure counts real env steps.
+In one run it measures the ceiling, a raw loopback TCP round trip between two Python
+processes (a few bytes each way, nothing parsed); CartPole-v1 stepped locally, and
+through ``RemoteEnv`` over HTTP (JSON and MessagePack) and over the streaming session
+(MessagePack); and a 64-env vector env locally and through ``RemoteVectorEnv`` the same
+three ways. It prints a table with each single-env figure as a ratio of the ceiling and
+of local stepping, and each vector figure as a ratio of local stepping. The server runs
+in its own process (as in real use, so client and server do not share a GIL) on a free
+loopback port; pass ``--url`` to measure an already running server instead. Actions are
+random but fixed by a seed, and episodes are reset as they end, so every figure counts
+real env steps.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +38,16 @@ from agentgpt.protocol import routes
 from agentgpt.remote import HttpTransport, NoAnswerError, RemoteEnv, RemoteVectorEnv
 
 ENV_NAME = "CartPole-v1"
+
+_ECHO = """
+import socket, sys
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while data := conn.recv(65536):
+    conn.sendall(data)
+"""
 
 _SERVE = """
 import sys
@@ -137,6 +151,32 @@ def _read_url(process: subprocess.Popen) -> str:
     raise RuntimeError(f"env server exited with code {process.wait()} before listening")
 
 
+def tcp_ceiling(round_trips: int, repeat: int) -> Result:
+    """Round trips of 8 bytes over loopback TCP to an echo process: what any protocol
+    between two Python processes on this machine can at best reach, one request at a time."""
+    process = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            best = None
+            for _ in range(repeat):
+                meter = Meter(process.pid)
+                meter.start()
+                for _ in range(round_trips):
+                    sock.sendall(b"12345678")
+                    sock.recv(64)
+                result = meter.stop("TCP round trip (ceiling)", round_trips, None)
+                if best is None or result.steps_per_s > best.steps_per_s:
+                    best = result
+            assert best is not None
+            return best
+    finally:
+        process.kill()
+        process.wait()
+
+
 def time_single(env: gymnasium.Env, steps: int, warmup: int, meter: Meter) -> None:
     """Step one env under random actions, resetting at episode ends; ``meter`` times it."""
     actions = np.random.default_rng(0).integers(0, 2, size=steps + warmup)
@@ -193,22 +233,31 @@ def run(
         time_vector(env, iterations, vector_warmup, meter)
         return meter.stop(name, iterations * num_envs, baseline)
 
+    ceiling = tcp_ceiling(steps, repeat)
+    results.append(ceiling)
+    print(f"  {ceiling.name}: {ceiling.steps_per_s:,.0f} round trips/s", file=sys.stderr)
     local_single = f"local {ENV_NAME}"
     local_vector = f"local {num_envs}-env vector"
     with gymnasium.make(ENV_NAME) as env:
         best(single, env, local_meter, local_single, None)
-    for encoding in ("json", "msgpack"):
-        with RemoteEnv(url, ENV_NAME, api_key, encoding=encoding) as env:
-            name = f"remote {encoding} single env"
+    for transport, encoding in WAYS:
+        with RemoteEnv(url, ENV_NAME, api_key, encoding=encoding, transport=transport) as env:
+            name = f"{transport} {encoding} single env"
             best(single, env, remote_meter, name, local_single)
     local = gymnasium.make_vec(ENV_NAME, num_envs=num_envs, vectorization_mode="sync")
     best(vector, local, local_meter, local_vector, None)
     local.close()
-    for encoding in ("json", "msgpack"):
-        with RemoteVectorEnv(url, ENV_NAME, num_envs, api_key, encoding=encoding) as env:
-            name = f"remote {encoding} {num_envs}-env vector"
+    for transport, encoding in WAYS:
+        with RemoteVectorEnv(
+            url, ENV_NAME, num_envs, api_key, encoding=encoding, transport=transport
+        ) as env:
+            name = f"{transport} {encoding} {num_envs}-env vector"
             best(vector, env, remote_meter, name, local_vector)
     return results
+
+
+#: The ways a remote env is measured: (transport, encoding).
+WAYS = (("http", "json"), ("http", "msgpack"), ("stream", "msgpack"))
 
 
 def format_table(results: list[Result]) -> str:
@@ -218,17 +267,22 @@ def format_table(results: list[Result]) -> str:
     def us(value: float | None) -> str:
         return "" if value is None else f"{value:,.1f}"
 
+    ceiling = by_name.get("TCP round trip (ceiling)")
     lines = [
-        f"| {'measurement':<{width}} | env-steps/s | vs. local | client CPU µs/step"
-        " | server CPU µs/step |",
-        f"|{'-' * (width + 2)}|------------:|----------:|-------------------:|-------------------:|",
+        f"| {'measurement':<{width}} | env-steps/s | vs. local | vs. TCP ceiling"
+        " | client CPU µs/step | server CPU µs/step |",
+        f"|{'-' * (width + 2)}|------------:|----------:|----------------:"
+        "|-------------------:|-------------------:|",
     ]
     for r in results:
         ratio = (
             "" if r.baseline is None else f"{r.steps_per_s / by_name[r.baseline].steps_per_s:.3f}"
         )
+        of_ceiling = ""
+        if ceiling is not None and "single" in r.name and r.baseline is not None:
+            of_ceiling = f"{r.steps_per_s / ceiling.steps_per_s:.3f}"
         lines.append(
-            f"| {r.name:<{width}} | {r.steps_per_s:>11,.0f} | {ratio:>9} "
+            f"| {r.name:<{width}} | {r.steps_per_s:>11,.0f} | {ratio:>9} | {of_ceiling:>15} "
             f"| {us(r.client_us):>18} | {us(r.server_us):>18} |"
         )
     return "\n".join(lines)

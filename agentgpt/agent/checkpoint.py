@@ -14,14 +14,27 @@ A run directory ``runs/<name>/`` holds:
 This module reads and writes the flat ``hyperparameters`` mapping as plain data: an
 agent needs only its model config (rebuilt from the policy's own arguments) and its env
 description, never the trainer's classes.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: besides tensors and plain
+data, only the types in :func:`checkpoint_globals` (NumPy arrays, scalars, dtypes and
+random generators, Gymnasium spaces, the trainer's episode records) are rebuilt, so a
+file that carries any other pickled object (one that would run code as it loads) is
+refused with :class:`CheckpointError`. Loading an agent (``eval``, ``export``) therefore
+never runs code from the file. Resuming a run also restores the saved envs, a pickled blob
+of the envs' own classes: resume only runs you trust.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium
+import numpy as np
 import torch
 import yaml
 
@@ -36,6 +49,75 @@ CHECKPOINT_FILE = "checkpoint.pt"
 #: fields); both load, a format-1 run resumes on fresh envs.
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
+
+#: Types of the trainer's state that checkpoints hold, by the name they are pickled under,
+#: with their fields. The trainer's process has their module loaded and gets them back as
+#: they were; elsewhere (loading an agent, which does not use them) they are read as
+#: :class:`TrainingRecord`.
+TRAINING_RECORDS: dict[str, tuple[str, ...]] = {
+    "agentgpt.train.rollout.EpisodeRecord": ("ret", "length", "control"),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read safely: it holds a pickled object outside
+    :func:`checkpoint_globals`, or is not a checkpoint at all."""
+
+
+class TrainingRecord:
+    """A record of the trainer's state read where its own class is not loaded: its
+    fields are plain attributes."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"TrainingRecord({fields})"
+
+
+def _numpy_globals() -> list[Any]:
+    from numpy.random import _pickle as random_pickle
+    from numpy.random import bit_generator
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy 1.x
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return [
+        multiarray._reconstruct,
+        multiarray.scalar,
+        np.ndarray,
+        np.dtype,
+        *{type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGSUVOMm"},
+        random_pickle.__generator_ctor,
+        random_pickle.__bit_generator_ctor,
+        random_pickle.__randomstate_ctor,
+        np.random.Generator,
+        np.random.RandomState,
+        np.random.PCG64,
+        np.random.PCG64DXSM,
+        np.random.MT19937,
+        np.random.Philox,
+        np.random.SFC64,
+        bit_generator.SeedSequence,
+        bit_generator.__pyx_unpickle_SeedSequence,
+    ]
+
+
+def _record_type(path: str) -> tuple[Callable[..., Any], str]:
+    module, _, name = path.rpartition(".")
+    loaded = getattr(sys.modules.get(module), name, None)
+    return (loaded if loaded is not None else TrainingRecord), path
+
+
+def checkpoint_globals() -> list[Any]:
+    """What a checkpoint may hold besides tensors and plain data: the entries of
+    ``torch.serialization.safe_globals`` its loading uses."""
+    spaces = [getattr(gymnasium.spaces, name) for name in gymnasium.spaces.__all__]
+    return [
+        bytes,
+        *_numpy_globals(),
+        *(space for space in spaces if isinstance(space, type)),
+        *(_record_type(path) for path in TRAINING_RECORDS),
+    ]
 
 
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
@@ -53,14 +135,22 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """The state a checkpoint holds, read without running code from the file
+    (:class:`CheckpointError` for a file that would need to)."""
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    # Spaces and numpy RNG states are pickled objects, so full unpickling is needed;
-    # only load run directories you trust.
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("format") not in READABLE_FORMATS:
-        raise ValueError(f"{path} has unsupported checkpoint format {state.get('format')}")
+    try:
+        with torch.serialization.safe_globals(checkpoint_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} holds objects a checkpoint never holds, so it is not loaded (loading"
+            f" them could run code): {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} has unsupported checkpoint format {found}")
     return state
 
 

@@ -21,11 +21,14 @@ app = typer.Typer(
 def _register_commands() -> None:
     # Each module imports its heavy dependencies (torch, uvicorn) inside its commands, so
     # registering them is cheap and works without the [train] extra.
-    from agentgpt.cli import agent, envhost, train
+    from agentgpt.cli import agent, envhost, hosts, serve, train, tune
 
     envhost.register(app)
+    hosts.register(app)
     train.register(app)
+    tune.register(app)
     agent.register(app)
+    serve.register(app)
 
 
 _register_commands()

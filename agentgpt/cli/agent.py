@@ -46,11 +46,62 @@ def eval_command(
     stochastic: Annotated[
         bool, typer.Option("--stochastic", help="Sample actions instead of taking the mode.")
     ] = False,
+    policy_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Take actions from the policy served at this URL (agentgpt serve) instead of"
+            " loading the checkpoint: checks that the deployed model scores what the run scores.",
+        ),
+    ] = None,
+    policy_api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Bearer key of the policy server (prefer the AGENTGPT_POLICY_API_KEY variable).",
+            envvar="AGENTGPT_POLICY_API_KEY",
+            show_envvar=False,
+        ),
+    ] = None,
+    env_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="With --policy-url: play on the env server at this URL instead of local envs.",
+        ),
+    ] = None,
+    env_api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Bearer key of the env server (prefer the AGENTGPT_API_KEY variable).",
+            envvar="AGENTGPT_API_KEY",
+            show_envvar=False,
+        ),
+    ] = None,
 ) -> None:
     """Play a trained agent and print the mean and std of its episode return (for a
     shipped multi-agent env, the team's return: the sum over its agents)."""
     if video is not None and video.suffix.lower() not in (".mp4", ".gif"):
         raise typer.BadParameter("must end with .mp4 or .gif", param_hint="--video")
+    if policy_url is not None:
+        if video is not None:
+            raise typer.BadParameter("cannot be combined with --policy-url", param_hint="--video")
+        _served_eval(
+            run_dir,
+            policy_url,
+            policy_api_key,
+            env_url,
+            env_api_key,
+            episodes=episodes,
+            seed=seed,
+            control=control,
+            num_input_states=num_input_states,
+            stochastic=stochastic,
+        )
+        return
+    if env_url is not None:
+        raise typer.BadParameter("needs --policy-url", param_hint="--env-url")
     require("eval", "torch", *_video_modules(video))
     import gymnasium
 
@@ -83,6 +134,45 @@ def eval_command(
     )
     if video is not None:
         typer.echo(f"video written to {video}")
+
+
+def _served_eval(
+    run_dir: Path,
+    policy_url: str,
+    policy_api_key: str | None,
+    env_url: str | None,
+    env_api_key: str | None,
+    *,
+    episodes: int,
+    seed: int,
+    control: float,
+    num_input_states: int | None,
+    stochastic: bool,
+) -> None:
+    """``eval --policy-url``: the run's env, played with a served policy (no torch here)."""
+    from agentgpt.remote.errors import RemoteEnvError
+    from agentgpt.serve.evaluate import evaluate_served
+
+    try:
+        result = evaluate_served(
+            run_dir,
+            policy_url,
+            api_key=policy_api_key,
+            episodes=episodes,
+            seed=seed,
+            control=None if control == 1.0 else control,
+            num_input_states=num_input_states,
+            deterministic=not stochastic,
+            env_url=env_url,
+            env_api_key=env_api_key,
+        )
+    except (FileNotFoundError, ValueError, RemoteEnvError) as exc:
+        typer.echo(f"Cannot evaluate {run_dir} with {policy_url}: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(
+        f"mean return {result.mean:.2f} +/- {result.std:.2f} over {result.episodes} episodes"
+        f" (actions from {policy_url})"
+    )
 
 
 def _video_modules(video: Path | None) -> tuple[str, ...]:

@@ -6,26 +6,24 @@ Imports of the server (Starlette, uvicorn, Gymnasium) happen inside the command 
 
 from __future__ import annotations
 
-import ipaddress
+import importlib.util
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 __all__ = ["register", "is_loopback", "parse_registrations"]
 
 _DEFAULT_HOST = "127.0.0.1"
+_WILDCARDS = ("0.0.0.0", "::", "[::]")
 
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only accepts connections from this machine."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
+    from agentgpt.service.serving import is_loopback as loopback
+
+    return loopback(host)
 
 
 def parse_registrations(entries: list[str]) -> dict[str, str]:
@@ -40,6 +38,41 @@ def parse_registrations(entries: list[str]) -> dict[str, str]:
             )
         registrations[name] = factory
     return registrations
+
+
+def unity_registrations(
+    entries: list[str],
+    *,
+    editor: bool = False,
+    base_port: int | None = None,
+    no_graphics: bool = False,
+    timeout_wait: int = 60,
+    additional_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """``--unity [NAME=]PATH`` entries and ``--unity-editor`` as name -> launcher;
+    ``ValueError`` naming what is wrong (a missing build, a repeated name)."""
+    from agentgpt.envhost.unity.launch import UnityLauncher
+
+    launchers: dict[str, Any] = {}
+    settings = {
+        "no_graphics": no_graphics,
+        "timeout_wait": timeout_wait,
+        "additional_args": list(additional_args or []),
+    }
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep:
+            name, path = "", entry
+        name, path = name.strip(), path.strip()
+        if not path:
+            raise ValueError(f"--unity {entry!r}: give the path of a Unity build")
+        name = name or Path(path).name.rsplit(".", 1)[0]
+        if name in launchers:
+            raise ValueError(f"--unity: the name {name!r} is given twice")
+        launchers[name] = UnityLauncher(path, base_port=base_port, **settings)
+    if editor:
+        launchers["UnityEditor"] = UnityLauncher(None, base_port=base_port, **settings)
+    return launchers
 
 
 def _configure_logging(level: str) -> None:
@@ -85,6 +118,55 @@ def env_server(
             " (repeatable; Gymnasium or PettingZoo factories).",
         ),
     ] = None,
+    unity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unity",
+            help="Serve a Unity ML-Agents build: [NAME=]PATH to the player (Build.x86_64,"
+            " .exe or .app; repeatable). NAME defaults to the file name without its ending."
+            " Each /make starts one instance on a port of its own (docs/unity.md).",
+            rich_help_panel="Unity",
+        ),
+    ] = None,
+    unity_editor: Annotated[
+        bool,
+        typer.Option(
+            "--unity-editor",
+            help="Serve the Unity editor's scene as 'UnityEditor' (press Play after /make).",
+            rich_help_panel="Unity",
+        ),
+    ] = False,
+    unity_base_port: Annotated[
+        int | None,
+        typer.Option(
+            help="First port of Unity instances (builds: 5005 and up; the editor: 5004).",
+            min=1,
+            max=65535,
+            rich_help_panel="Unity",
+        ),
+    ] = None,
+    unity_no_graphics: Annotated[
+        bool,
+        typer.Option(
+            "--unity-no-graphics",
+            help="Run builds with -nographics -batchmode (no camera observations then).",
+            rich_help_panel="Unity",
+        ),
+    ] = False,
+    unity_timeout: Annotated[
+        int,
+        typer.Option(
+            help="Seconds to wait for a Unity instance to answer.", min=10, rich_help_panel="Unity"
+        ),
+    ] = 60,
+    unity_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unity-arg",
+            help="Command-line argument passed to every Unity build (repeatable).",
+            rich_help_panel="Unity",
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -101,30 +183,227 @@ def env_server(
         int,
         typer.Option(help="Sub-envs one API key may hold at once (429 above).", min=1),
     ] = 256,
+    max_processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Env processes the server runs at once, over every key: an async vector env"
+            " runs one per sub-env (429 above; 0 refuses async vector envs). Default: the"
+            " number of CPUs the server may use.",
+            min=0,
+        ),
+    ] = None,
+    allow_kwargs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-kwargs",
+            help="Env kwarg (by key) passed to envs although it names code, another env, a"
+            " file or an address, or holds a 'module:attribute' string (repeatable; '*':"
+            " every kwarg). See docs/protocol.md, 'Env kwargs'.",
+        ),
+    ] = None,
     idle_timeout: Annotated[
         float,
         typer.Option(help="Seconds after which an untouched env is closed.", min=0.001),
     ] = 3600.0,
+    head_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a connection has to send a complete request head; closed after.",
+            min=0.001,
+        ),
+    ] = 10.0,
+    keep_alive_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds an idle connection is kept open between requests.", min=0.001),
+    ] = 5.0,
+    max_head_bytes: Annotated[
+        int,
+        typer.Option(
+            help="Largest request head (request line and headers), in bytes (431 above).", min=256
+        ),
+    ] = 64 * 1024,
+    max_connections: Annotated[
+        int, typer.Option(help="Open connections in total (503 above).", min=1)
+    ] = 512,
+    max_connections_per_ip: Annotated[
+        int, typer.Option(help="Open connections from one client IP address (503 above).", min=1)
+    ] = 256,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Host name or address clients may use in the Host header besides loopback"
+            " names (repeatable; '*': any). Without API keys only loopback names are accepted"
+            " by default; with keys, any host unless this is given.",
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="Web page origin allowed to call the server, e.g. https://app.example.com"
+            " (repeatable; '*': any). Requests from web pages are refused otherwise.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM certificate (chain) to serve HTTPS with; needs --tls-key.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM private key of --tls-cert.", exists=True, dir_okay=False, readable=True
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    public_ip: Annotated[
+        bool,
+        typer.Option(
+            "--public-ip",
+            help="Serve on every interface with a required key (generated if none is given),"
+            " report the LAN and public addresses, and print the train command"
+            " (docs/hosting.md).",
+            rich_help_panel="Hosting",
+        ),
+    ] = False,
+    upnp: Annotated[
+        bool,
+        typer.Option(
+            "--upnp",
+            help="With --public-ip: ask the router to forward the port here (UPnP, the upnp"
+            " extra); the mapping is removed on exit.",
+            rich_help_panel="Hosting",
+        ),
+    ] = False,
+    public_ip_service: Annotated[
+        str,
+        typer.Option(
+            help="With --public-ip: URL that answers this network's public address ('' to"
+            " skip the lookup).",
+            rich_help_panel="Hosting",
+        ),
+    ] = "https://checkip.amazonaws.com",
+    tunnel: Annotated[
+        str | None,
+        typer.Option(
+            "--tunnel",
+            metavar="ngrok|localtunnel",
+            help="Serve behind a public https URL from a tunnel provider, with a required key"
+            " (ngrok reads NGROK_AUTHTOKEN).",
+            rich_help_panel="Hosting",
+        ),
+    ] = None,
+    tunnel_host: Annotated[
+        str | None,
+        typer.Option(
+            help="With --tunnel localtunnel: your own localtunnel server (default"
+            " https://localtunnel.me); with --tunnel ngrok: a reserved domain.",
+            rich_help_panel="Hosting",
+        ),
+    ] = None,
 ) -> None:
-    """Host Gymnasium and PettingZoo envs over HTTP (see docs/protocol.md)."""
+    """Host Gymnasium and PettingZoo envs over HTTP (see docs/protocol.md and
+    docs/security.md)."""
     from agentgpt.envhost.server import EnvServer
+    from agentgpt.service.connections import ConnectionLimits
     from agentgpt.service.keys import keys_from_env, keys_from_file
+    from agentgpt.service.serving import InsecureBindError, check_exposure
 
     _configure_logging(log_level)
 
     keys = list(api_key or []) + keys_from_env()
     if api_keys_file is not None:
         keys += keys_from_file(api_keys_file)
-    if not keys and not is_loopback(host) and not insecure:
+    if public_ip or tunnel is not None or upnp or tunnel_host:
+        from agentgpt.cli.launch import serve_launched
+
+        serve_launched(
+            public_ip=public_ip,
+            tunnel=tunnel,
+            tunnel_host=tunnel_host,
+            upnp=upnp,
+            port=port,
+            keys=keys,
+            register=parse_registrations(list(register_env or [])),
+            public_ip_service=public_ip_service or None,
+            options={
+                "max_body_bytes": max_body_bytes,
+                "max_envs_per_key": max_envs_per_key,
+                "max_processes": max_processes,
+                "allow_kwargs": allow_kwargs,
+                "idle_timeout": idle_timeout,
+                "head_timeout": head_timeout,
+                "keep_alive_timeout": keep_alive_timeout,
+                "max_head_bytes": max_head_bytes,
+                "max_connections": max_connections,
+                "max_connections_per_ip": max_connections_per_ip,
+                "allow_host": allow_host,
+                "allow_origin": allow_origin,
+                "tls_cert": tls_cert,
+                "tls_key": tls_key,
+                "debug": debug,
+                "log_level": log_level,
+            },
+        )
+        return
+    try:
+        check_exposure(host, bool(keys), insecure)
+    except InsecureBindError:
         typer.echo(
             f"Refusing to listen on {host} without an API key: anyone who can reach it could"
             " run envs on this machine. Pass --api-key KEY (or set AGENTGPT_API_KEYS, or"
             " --api-keys-file), or --insecure if the network is trusted.",
             err=True,
         )
-        raise typer.Exit(code=2)
-    registrations = parse_registrations(list(register_env or []))
+        raise typer.Exit(code=2) from None
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-key")
+    allowed_hosts = list(allow_host or [])
+    if not keys and not is_loopback(host):
+        if host.strip() not in _WILDCARDS:
+            allowed_hosts.append(host)  # clients name the address the server listens on
+        elif not allowed_hosts:
+            typer.echo(
+                "Without an API key the server answers only to loopback host names: pass"
+                " --allow-host for each name or address clients use to reach it.",
+                err=True,
+            )
+    try:
+        limits = ConnectionLimits(
+            head_timeout=head_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+            max_head_bytes=max_head_bytes,
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+        )
+    except ValueError as exc:
+        typer.echo(f"Cannot start the env server: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    registrations: dict[str, Any] = dict(parse_registrations(list(register_env or [])))
+    try:
+        registrations.update(
+            unity_registrations(
+                list(unity or []),
+                editor=unity_editor,
+                base_port=unity_base_port,
+                no_graphics=unity_no_graphics,
+                timeout_wait=unity_timeout,
+                additional_args=list(unity_arg or []),
+            )
+        )
+    except ValueError as exc:
+        typer.echo(f"Cannot start the env server: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    if (unity or unity_editor) and importlib.util.find_spec("mlagents_envs") is None:
+        from agentgpt.envhost.unity.launch import mlagents_missing_message
+
+        typer.echo(f"Cannot start the env server: {mlagents_missing_message()}.", err=True)
+        raise typer.Exit(code=1)
     try:
         server = EnvServer(
             api_keys=keys,
@@ -133,6 +412,10 @@ def env_server(
             max_envs_per_key=max_envs_per_key,
             idle_timeout=idle_timeout,
             debug=debug,
+            max_processes=max_processes,
+            allow_kwargs=list(allow_kwargs or []),
+            allowed_hosts=allowed_hosts,
+            allowed_origins=list(allow_origin or []),
         )
     except ValueError as exc:
         typer.echo(f"Cannot start the env server: {exc}", err=True)
@@ -141,7 +424,15 @@ def env_server(
         typer.echo("No API key configured: every client is accepted.", err=True)
     else:
         typer.echo(f"{len(server.keys)} API key(s) configured.", err=True)
-    server.run(host=host, port=port, log_level=log_level)
+    server.run(
+        host=host,
+        port=port,
+        log_level=log_level,
+        insecure=insecure,
+        limits=limits,
+        tls_cert=None if tls_cert is None else str(tls_cert),
+        tls_key=None if tls_key is None else str(tls_key),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,8 @@ PROVIDED_BY: dict[str, str] = {
     "onnx": "onnx",
     "imageio": "video",
     "imageio_ffmpeg": "video",
+    "optuna": "tune",
+    "boto3": "cloud",
 }
 
 #: Exit status of a command stopped by a missing extra.

@@ -31,6 +31,7 @@ _FIXED_PARAMS = (
     "progress",
     "env_url",
     "env_hosts",
+    "env_hosts_dns",
     "envs_per_host",
     "api_key",
     "fleet_timeout",
@@ -124,6 +125,16 @@ def train_command(
             rich_help_panel=_FLEET_PANEL,
         ),
     ] = 0,
+    env_hosts_dns: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            metavar="NAME:PORT",
+            help="Train on every env server a DNS name resolves to (a Kubernetes headless"
+            " Service), resolved again when one goes down; with --env-hosts N, keep N host"
+            " slots.",
+            rich_help_panel=_FLEET_PANEL,
+        ),
+    ] = None,
     envs_per_host: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -182,7 +193,9 @@ def train_command(
         train,
     )
 
-    fleet = _fleet_options(env_url, env_hosts, envs_per_host, api_key, fleet_timeout, step_timeout)
+    fleet = _fleet_options(
+        env_url, env_hosts, envs_per_host, api_key, fleet_timeout, step_timeout, env_hosts_dns
+    )
 
     if resume and flags.get("total_steps") is None:
         # A resumed run keeps its own budget unless --total-steps extends it.
@@ -195,7 +208,11 @@ def train_command(
             envs = None
             if fleet is not None:
                 hparams = claim_run(hparams)
-                envs = stack.enter_context(_open_fleet(hparams, fleet))
+                try:
+                    envs = stack.enter_context(_open_fleet(hparams, fleet))
+                except ValueError as exc:  # the servers' env cannot be trained as asked
+                    typer.echo(f"Cannot train on the env servers: {exc}", err=True)
+                    raise typer.Exit(1) from None
             result = train(
                 hparams,
                 resume=resume,
@@ -239,9 +256,10 @@ def _fleet_options(
     api_key: str | None,
     fleet_timeout: float,
     step_timeout: float,
+    env_hosts_dns: str | None = None,
 ) -> Any:
     """The FleetOptions the flags describe, or None to train on local envs."""
-    if not env_url and not env_hosts:
+    if not env_url and not env_hosts and not env_hosts_dns:
         if envs_per_host is not None:
             raise typer.BadParameter("needs --env-url or --env-hosts", param_hint="--envs-per-host")
         return None
@@ -265,6 +283,7 @@ def _fleet_options(
             api_key=api_key,
             fleet_timeout=fleet_timeout,
             step_timeout=step_timeout,
+            env_hosts_dns=env_hosts_dns,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -20,6 +20,8 @@ from agentgpt.envhost.adapters import (
     VectorEnvAdapter,
 )
 from agentgpt.envhost.registry import EnvSource
+from agentgpt.envhost.unity.adapter import UnityAdapter, is_unity_env
+from agentgpt.envhost.unity.launch import UnityLauncher
 from agentgpt.protocol.autoreset import autoreset_mode_from_wire
 from agentgpt.protocol.requests import MakeRequest, MakeVecRequest
 
@@ -67,12 +69,19 @@ def build_single(source: EnvSource, request: MakeRequest) -> EnvAdapter:
     env_kwargs = _env_kwargs(request.kwargs, request.render_mode)
     autoreset_mode, seed = request.autoreset_mode, request.seed
     try:
-        if source.factory is not None:
+        if isinstance(source.factory, UnityLauncher):
+            env = source.factory.launch(env_kwargs, seed)
+        elif source.factory is not None:
             env = source.factory(**env_kwargs)
         else:
             env = gymnasium.make(source.name, **env_kwargs)
+    except errors.ApiError:
+        raise
     except Exception as exc:
         raise errors.env_error(exc) from exc
+    if is_unity_env(env):
+        # A Unity build or editor, or a factory that returned an ML-Agents env.
+        return _adapt_or_close(env, lambda: UnityAdapter(env, autoreset_mode, seed))
     if is_multi_agent(env):
         try:
             parallel = _as_parallel(env)
@@ -97,6 +106,11 @@ def build_vector(source: EnvSource, request: MakeVecRequest) -> EnvAdapter:
     env_kwargs = _env_kwargs(request.kwargs, request.render_mode)
     num_envs, vectorization_mode = request.num_envs, request.vectorization_mode
     mode = autoreset_mode_from_wire(request.autoreset_mode)
+    if isinstance(source.factory, UnityLauncher):
+        raise errors.invalid_argument(
+            f"{source.name!r} is a Unity env, served as a multi-agent env; multi-agent envs"
+            " cannot be vectorized (use /make: each env gets its own Unity instance)"
+        )
     try:
         if source.factory is None:
             venv = gymnasium.make_vec(
@@ -128,7 +142,7 @@ def _build_registered_vector(
     # Build the first copy here to learn what the factory makes: a PettingZoo env cannot be
     # vectorized, and that deserves a 422 rather than an error from deep inside Gymnasium.
     first = factory()
-    if is_multi_agent(first):
+    if is_multi_agent(first) or is_unity_env(first):
         _close_quietly(first)
         raise errors.invalid_argument(
             f"{source.name!r} is a multi-agent env; multi-agent envs cannot be vectorized"

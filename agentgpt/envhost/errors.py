@@ -9,6 +9,7 @@ env-server code raises and catches its errors through this one module.
 
 from __future__ import annotations
 
+from agentgpt.protocol.errors import one_line
 from agentgpt.service.errors import ApiError, api_error, traceback_of
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "invalid_argument",
     "reset_needed",
     "too_many_envs",
+    "too_many_processes",
     "unencodable_answer",
     "unknown_env",
     "unsupported_space",
@@ -66,16 +68,26 @@ def too_many_envs(message: str) -> ApiError:
     return api_error("too_many_envs", message)
 
 
-def env_error(exc: BaseException) -> ApiError:
-    """An exception raised by env code: its type and message, never its traceback.
+def too_many_processes(message: str) -> ApiError:
+    """An async vector env would take the server past its process limit."""
+    return api_error("too_many_processes", message)
 
-    The traceback is kept on the error so the server can log it and, in debug mode, send it.
+
+def env_error(exc: BaseException) -> ApiError:
+    """An exception raised by env code: its type and message as one line of printable
+    text (:func:`~agentgpt.protocol.errors.one_line`: the message may quote what a client
+    sent), never its traceback.
+
+    The traceback is kept on the error so the server can log it at debug level and, in
+    debug mode, send it.
     """
-    return api_error("env_error", f"{type(exc).__name__}: {exc}", debug_traceback=traceback_of(exc))
+    return api_error(
+        "env_error", one_line(f"{type(exc).__name__}: {exc}"), debug_traceback=traceback_of(exc)
+    )
 
 
 def unencodable_answer(exc: Exception) -> ApiError:
     """A route's answer holds something the encoding cannot carry (an env's odd output)."""
     return api_error(
-        "env_error", f"the env's output cannot be encoded: {type(exc).__name__}: {exc}"
+        "env_error", one_line(f"the env's output cannot be encoded: {type(exc).__name__}: {exc}")
     )

@@ -4,7 +4,8 @@ A request names an env; it never names code. A name is served when it is an id i
 Gymnasium's registry (whose entry points the operator controls by what they install and
 import) or a name the operator registered with a factory. Gymnasium's ``"module:EnvId"``
 form would import ``module`` on the server, so such names are refused unless the operator
-registered that exact string.
+registered that exact string. An operator may also register the path of a Unity player
+build (``.x86_64``, ``.exe``, ``.app``), served through the Unity adapter.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import gymnasium
 from agentgpt.core.factories import Factory, load_factory
 from agentgpt.core.registration import register_namespace
 from agentgpt.envhost import errors
+from agentgpt.envhost.unity.launch import BUILD_SUFFIXES, UnityLauncher
 
 __all__ = ["BLOCKED_GYMNASIUM_IDS", "EnvSource", "EnvRegistry", "load_factory"]
 
@@ -52,7 +54,10 @@ class EnvRegistry:
         for name, factory in (register or {}).items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"registered env names must be non-empty strings, got {name!r}")
-            if isinstance(factory, str):
+            if isinstance(factory, str) and factory.lower().endswith(BUILD_SUFFIXES):
+                # A Unity player build: each /make starts one instance (docs/unity.md).
+                factory = UnityLauncher(factory)
+            elif isinstance(factory, str):
                 factory = load_factory(factory)
             if not callable(factory):
                 raise ValueError(f"factory registered as {name!r} is not callable")

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from agentgpt._version import __version__
 from agentgpt.envhost import errors
 from agentgpt.envhost.builders import build_single, build_vector
+from agentgpt.envhost.kwargs import KwargsRules
 from agentgpt.envhost.registry import EnvRegistry, Factory
 from agentgpt.envhost.sessions import EnvTable, Session
 from agentgpt.envhost.workers import WorkerPool
@@ -29,7 +31,8 @@ from agentgpt.protocol.answers import (
     made_answer,
     observation_space_answer,
 )
-from agentgpt.protocol.errors import ProtocolViolation
+from agentgpt.protocol.errors import ProtocolViolation, one_line
+from agentgpt.protocol.openapi import openapi_document
 from agentgpt.protocol.requests import (
     parse_env_key,
     parse_make,
@@ -38,14 +41,17 @@ from agentgpt.protocol.requests import (
     parse_step_action,
 )
 from agentgpt.service.app import Payload, service_app
+from agentgpt.service.browsers import browser_policy
+from agentgpt.service.connections import ConnectionLimits
 from agentgpt.service.keys import ApiKeys
-from agentgpt.service.serving import http_url, listening_socket, uvicorn_config
+from agentgpt.service.serving import serve
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_ENVS_PER_KEY",
     "EnvServer",
+    "default_max_processes",
 ]
 
 logger = logging.getLogger("agentgpt.envhost")
@@ -54,6 +60,15 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_ENVS_PER_KEY = 256
 DEFAULT_IDLE_TIMEOUT = 3600.0
 _SHUTDOWN_CLOSE_TIMEOUT = 10.0
+
+
+def default_max_processes() -> int:
+    """The default process limit: the number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
 
 # ---------------------------------------------------------------------------- requests
 
@@ -82,7 +97,13 @@ class EnvServer:
     ``api_keys``: accepted bearer keys; ``None`` or empty serves everyone as one anonymous
     owner (only sensible on loopback). ``register``: operator-chosen env names mapped to a
     factory callable or a ``"package.module:factory"`` string, imported now so that a bad
-    entry fails at start-up. ``.app`` is the ASGI app; ``.run()`` serves it with uvicorn.
+    entry fails at start-up. ``max_processes``: how many env processes (one per sub-env of
+    an async vector env) the server runs at once, over every key; ``None`` is the number
+    of CPUs it may use, ``0`` refuses async vector envs. ``allow_kwargs``: env kwargs, by
+    key, passed to envs although they name code, another env or a resource (``"*"``: all;
+    :mod:`agentgpt.envhost.kwargs`). ``allowed_hosts`` and ``allowed_origins``: ``Host``
+    names and web-page origins accepted besides the defaults (``docs/security.md``).
+    ``.app`` is the ASGI app; ``.run()`` serves it with uvicorn.
     """
 
     def __init__(
@@ -94,15 +115,26 @@ class EnvServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         debug: bool = False,
         max_threads: int = 64,
+        max_processes: int | None = None,
+        allow_kwargs: Iterable[str] | None = None,
+        allowed_hosts: Iterable[str] = (),
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         self.keys = ApiKeys(api_keys)
         self.registry = EnvRegistry(register)
+        self.kwargs_rules = KwargsRules(allow_kwargs)
         self.max_body_bytes = int(max_body_bytes)
         self.debug = debug
         self.incarnation = uuid.uuid4().hex
-        self.table = EnvTable(max_envs_per_key, float(idle_timeout), closer=self._schedule_close)
+        self.table = EnvTable(
+            max_envs_per_key,
+            float(idle_timeout),
+            closer=self._schedule_close,
+            max_processes=default_max_processes() if max_processes is None else max_processes,
+        )
+        self._openapi: Payload | None = None
         self._max_threads = max_threads
         self._workers: WorkerPool | None = None
         self._closing: set[asyncio.Task] = set()
@@ -119,6 +151,7 @@ class EnvServer:
             get={
                 routes.ACTION_SPACE: self._action_space,
                 routes.OBSERVATION_SPACE: self._observation_space,
+                routes.OPENAPI: self._openapi_document,
             },
             public={routes.HEALTH: self._health},
             keys=self.keys,
@@ -127,23 +160,43 @@ class EnvServer:
             lifespan=self._lifespan,
             unencodable=errors.unencodable_answer,
             logger=logger,
+            # Without keys: loopback Host names only, no web page (docs/security.md).
+            browsers=browser_policy(self.keys.enabled, allowed_hosts, allowed_origins),
+            stream=routes.STREAM,
         )
 
     # ------------------------------------------------------------------ running
 
-    def run(self, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-        """Serve until interrupted. Prints the URL once the socket is bound."""
-        import uvicorn
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        log_level: str = "info",
+        *,
+        insecure: bool = False,
+        limits: ConnectionLimits | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
+        """Serve until interrupted. Prints the URL once the socket is bound.
 
-        sock = listening_socket(host, port)
-        url = http_url(host, sock.getsockname()[1])
-        print(f"AgentGPT env server listening on {url}", flush=True)
-        try:
-            uvicorn.Server(uvicorn_config(self.app, log_level)).run(sockets=[sock])
-        except KeyboardInterrupt:
-            pass  # uvicorn re-raises Ctrl-C after its graceful shutdown; that is a normal stop
-        finally:
-            sock.close()
+        Without API keys only a loopback ``host`` is accepted, unless ``insecure``
+        (:class:`~agentgpt.service.serving.InsecureBindError` otherwise). ``limits``: the
+        connection limits (defaults when ``None``); ``tls_cert`` and ``tls_key``: PEM files
+        to serve HTTPS with.
+        """
+        serve(
+            self.app,
+            name="env server",
+            host=host,
+            port=port,
+            has_keys=self.keys.enabled,
+            insecure=insecure,
+            limits=limits,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            log_level=log_level,
+        )
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -176,7 +229,19 @@ class EnvServer:
         """Run blocking ``fn(*args)`` off the event loop, in the server's worker threads."""
         if self._workers is None:
             self._workers = WorkerPool(self._max_threads)
-        return await self._workers.call(fn, *args)
+        try:
+            return await self._workers.call(fn, *args)
+        except errors.ApiError as error:
+            if error.debug_traceback is not None:
+                self._keep_traceback(error)
+            raise
+
+    def _keep_traceback(self, error: errors.ApiError) -> None:
+        """An env error's traceback goes to the log at debug level only (the error itself
+        is logged as one line); it stays on the error, for its body, in debug mode."""
+        logger.debug("%s traceback:\n%s", error.error_type, error.debug_traceback)
+        if not self.debug:
+            error.debug_traceback = None
 
     async def _call(self, session: Session, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` in a worker thread, serialized with every other call on ``session``."""
@@ -200,8 +265,16 @@ class EnvServer:
         async with session.lock:
             try:
                 await self._in_thread(session.adapter.close)
-            except Exception:
-                logger.exception("closing env %s (%s) failed", session.key, session.name)
+            except Exception as exc:
+                logger.warning(
+                    "closing env %s (%s) failed: %s",
+                    session.key,
+                    session.name,
+                    one_line(f"{type(exc).__name__}: {exc}"),
+                )
+                logger.debug("traceback of the failed close:", exc_info=exc)
+            finally:
+                self.table.processes_stopped(session)
 
     # ------------------------------------------------------------------ routes
 
@@ -211,6 +284,7 @@ class EnvServer:
     async def _make(self, owner: str, payload: Payload) -> Payload:
         request = _parse(parse_make, payload)
         source = self.registry.lookup(request.env_name)
+        self.kwargs_rules.check(request.kwargs)
         self.table.reserve(owner, 1)
         try:
             adapter = await self._in_thread(build_single, source, request)
@@ -222,16 +296,19 @@ class EnvServer:
     async def _make_vec(self, owner: str, payload: Payload) -> Payload:
         request = _parse(parse_make_vec, payload)
         source = self.registry.lookup(request.env_name)
-        self.table.reserve(owner, request.num_envs)
+        self.kwargs_rules.check(request.kwargs)
+        # An async vector env runs one process per sub-env.
+        processes = request.num_envs if request.vectorization_mode == "async" else 0
+        self.table.reserve(owner, request.num_envs, processes)
         try:
             adapter = await self._in_thread(build_vector, source, request)
         except BaseException:
-            self.table.release(owner, request.num_envs)
+            self.table.release(owner, request.num_envs, processes)
             raise
-        return self._made(owner, source.name, adapter)
+        return self._made(owner, source.name, adapter, processes)
 
-    def _made(self, owner: str, name: str, adapter: Any) -> Payload:
-        session = self.table.add(owner, name, adapter)
+    def _made(self, owner: str, name: str, adapter: Any, processes: int = 0) -> Payload:
+        session = self.table.add(owner, name, adapter, processes)
         logger.info(
             "made %s env %s (%s, %d sub-envs) for %s",
             adapter.kind,
@@ -289,3 +366,8 @@ class EnvServer:
         session = self.table.get(owner, _parse(parse_env_key, payload))
         self.table.touch(session)
         return observation_space_answer(session.adapter.observation_space_wire)
+
+    async def _openapi_document(self, owner: str, payload: Payload) -> Payload:
+        if self._openapi is None:
+            self._openapi = openapi_document(__version__)
+        return self._openapi

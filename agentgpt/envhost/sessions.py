@@ -1,4 +1,5 @@
-"""The env table: who owns which env, how many sub-envs each key holds, and idle expiry.
+"""The env table: who owns which env, how many sub-envs each key holds, how many env
+processes the server runs, and idle expiry.
 
 Pure bookkeeping on the event loop; nothing here blocks. Closing an env (which may block)
 is delegated to a ``closer`` callback supplied by the server, called once per removed env.
@@ -17,6 +18,7 @@ from agentgpt.envhost import errors
 from agentgpt.envhost.adapters import EnvAdapter
 from agentgpt.protocol import routes
 from agentgpt.protocol.fields import ENV_KEY
+from agentgpt.protocol.requests import short_repr
 
 __all__ = ["Session", "EnvTable"]
 
@@ -39,6 +41,8 @@ class Session:
     close_task: asyncio.Task | None = None
     #: Calls running or queued on ``lock``; an env with calls in flight is never idle.
     in_flight: int = 0
+    #: Processes the env runs (one per sub-env of an async vector env, else none).
+    processes: int = 0
 
     @property
     def num_envs(self) -> int:
@@ -46,7 +50,8 @@ class Session:
 
 
 class EnvTable:
-    """Envs by key, per-owner sub-env counts (the 429 limit), and idle expiry."""
+    """Envs by key, per-owner sub-env counts and the server's process count (the 429
+    limits), and idle expiry."""
 
     def __init__(
         self,
@@ -54,12 +59,18 @@ class EnvTable:
         idle_timeout: float,
         closer: Callable[[Session], None],
         clock: Callable[[], float] = time.monotonic,
+        max_processes: int = 0,
     ) -> None:
         if max_envs_per_key < 1:
             raise ValueError("max_envs_per_key must be at least 1")
+        if max_processes < 0:
+            raise ValueError("max_processes must be at least 0")
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
         self.max_envs_per_key = max_envs_per_key
+        self.max_processes = max_processes
+        #: Env processes running or being started, over every key.
+        self.processes = 0
         self.idle_timeout = idle_timeout
         self._closer = closer
         self._clock = clock
@@ -74,26 +85,37 @@ class EnvTable:
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
 
-    def reserve(self, owner: str, num_envs: int) -> None:
-        """Count ``num_envs`` sub-envs against ``owner`` before building them (429 if over)."""
+    def reserve(self, owner: str, num_envs: int, processes: int = 0) -> None:
+        """Count ``num_envs`` sub-envs against ``owner`` and ``processes`` env processes
+        against the server before building them (429 if either is over its limit)."""
         held = self._counts.get(owner, 0)
         if held + num_envs > self.max_envs_per_key:
             raise errors.too_many_envs(
                 f"this API key holds {held} sub-envs; {num_envs} more would exceed the limit of"
                 f" {self.max_envs_per_key}. Close envs you no longer need (POST {routes.CLOSE})."
             )
+        if processes and self.processes + processes > self.max_processes:
+            raise errors.too_many_processes(
+                f"an async vector env of {num_envs} sub-envs runs {processes} processes; the"
+                f" server runs {self.processes} and its limit is {self.max_processes}"
+                " (--max-processes). Use vectorization_mode 'sync', fewer sub-envs, or close"
+                f" async vector envs you no longer need (POST {routes.CLOSE})."
+            )
         self._counts[owner] = held + num_envs
+        self.processes += processes
 
-    def release(self, owner: str, num_envs: int) -> None:
+    def release(self, owner: str, num_envs: int, processes: int = 0) -> None:
         left = self._counts.get(owner, 0) - num_envs
         if left > 0:
             self._counts[owner] = left
         else:
             self._counts.pop(owner, None)
+        self.processes = max(0, self.processes - processes)
 
-    def add(self, owner: str, name: str, adapter: EnvAdapter) -> Session:
-        """Record an env whose sub-envs were already reserved for ``owner``."""
+    def add(self, owner: str, name: str, adapter: EnvAdapter, processes: int = 0) -> Session:
+        """Record an env whose sub-envs and processes were already reserved for ``owner``."""
         session = Session(uuid.uuid4().hex, owner, name, adapter, self._clock())
+        session.processes = processes
         self._sessions[session.key] = session
         self._by_owner.setdefault(owner, {})[session.key] = session
         return session
@@ -139,11 +161,17 @@ class EnvTable:
             owned.pop(session.key, None)
             if not owned:
                 del self._by_owner[session.owner]
+        # Its processes count until the closer has stopped them (processes_stopped).
         self.release(session.owner, session.num_envs)
         self._tombstones[session.key] = (session.owner, reason)
         while len(self._tombstones) > _TOMBSTONES:
             self._tombstones.popitem(last=False)
         self._closer(session)
+
+    def processes_stopped(self, session: Session) -> None:
+        """The closer is done with ``session``: its processes no longer count."""
+        self.processes = max(0, self.processes - session.processes)
+        session.processes = 0
 
     def remove_idle(self) -> int:
         """Remove every idle env; returns how many."""
@@ -156,4 +184,4 @@ class EnvTable:
         tomb = self._tombstones.get(env_key)
         if tomb is not None and tomb[0] == owner:
             return f"env {env_key!r} no longer exists: {tomb[1]}"
-        return f"no env with {ENV_KEY} {env_key!r} for this API key"
+        return f"no env with {ENV_KEY} {short_repr(env_key)} for this API key"

@@ -45,7 +45,10 @@ class FleetOptions:
     evenly. For multi-agent envs this counts envs, each contributing one sequence per
     agent. ``fleet_timeout``: seconds every host may be down before training stops
     with a checkpoint. ``step_timeout``: seconds a host may take to answer one step
-    before it is considered down.
+    before it is considered down. ``env_hosts_dns``: instead of URLs, ``NAME:PORT`` of a
+    headless Service: every address the name resolves to is one env host, resolved again
+    when a host goes down (``env_hosts`` then sets the number of host slots; by default
+    one per address found at the start).
     """
 
     env_urls: Sequence[str] = ()
@@ -54,13 +57,20 @@ class FleetOptions:
     api_key: str | None = None
     fleet_timeout: float = 60.0
     step_timeout: float = 30.0
+    env_hosts_dns: str | None = None
 
     def __post_init__(self) -> None:
-        if self.env_urls and self.env_hosts:
+        if self.env_hosts_dns is not None:
+            from agentgpt.hosts.dns import parse_dns_target
+
+            if self.env_urls:
+                raise ValueError("give either env URLs or a DNS name of env hosts, not both")
+            parse_dns_target(self.env_hosts_dns)
+        elif self.env_urls and self.env_hosts:
             raise ValueError("give either env URLs or a number of local env hosts, not both")
         if self.env_hosts < 0:
             raise ValueError("env_hosts must be positive")
-        if not self.env_urls and not self.env_hosts:
+        if not self.env_urls and not self.env_hosts and not self.env_hosts_dns:
             raise ValueError("give env URLs or a number of local env hosts")
         if self.envs_per_host is not None:
             counts = list(self.envs_per_host)
@@ -87,8 +97,8 @@ def split_envs(total: int, hosts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(hosts)]
 
 
-def _per_host(options: FleetOptions, num_envs: int) -> list[int]:
-    hosts = options.num_hosts
+def _per_host(options: FleetOptions, num_envs: int, hosts: int | None = None) -> list[int]:
+    hosts = hosts or options.num_hosts
     if options.envs_per_host is None:
         return split_envs(num_envs, hosts)
     counts = list(options.envs_per_host)
@@ -104,6 +114,12 @@ def host_provider(
     """The provider of the env servers ``options`` name (not started yet): local child
     processes for ``env_hosts``, else the servers at ``env_urls``, opened with
     ``api_key`` or the ``AGENTGPT_API_KEY`` environment variable."""
+    api_key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
+    if options.env_hosts_dns:
+        from agentgpt.hosts.dns import DnsHosts, parse_dns_target
+
+        name, port = parse_dns_target(options.env_hosts_dns)
+        return DnsHosts(name, port, api_key=api_key or None, count=options.env_hosts or None)
     if options.env_hosts:
         from agentgpt.hosts.local import LocalEnvHosts
 
@@ -111,7 +127,6 @@ def host_provider(
         return LocalEnvHosts(
             options.env_hosts, register=dict(register or {}), log_dir=log_dir, supervise=True
         )
-    api_key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
     return RunningHosts(options.env_urls, api_key or None)
 
 
@@ -135,12 +150,13 @@ def open_fleet(
     with contextlib.ExitStack() as stack:
         hosts = stack.enter_context(host_provider(options, register=register, log_dir=log_dir))
         urls, api_key = hosts.urls, hosts.api_key
-        if options.env_hosts:
+        if options.env_hosts and not options.env_hosts_dns:
             log.info("started %d local env servers: %s", len(urls), ", ".join(urls))
         fleet = Fleet.from_urls(
             urls,
             env_id,
-            envs_per_host=_per_host(options, num_envs),
+            locators=getattr(hosts, "locators", None),
+            envs_per_host=_per_host(options, num_envs, len(urls)),
             api_key=api_key,
             seed=seed,
             env_kwargs=dict(env_kwargs or {}),

@@ -12,7 +12,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["ERRORS", "ErrorKind", "ProtocolViolation", "Retry", "kind_of"]
+__all__ = [
+    "ERRORS",
+    "MESSAGE_LIMIT",
+    "ErrorKind",
+    "ProtocolViolation",
+    "Retry",
+    "kind_of",
+    "one_line",
+]
 
 
 class Retry(enum.Enum):
@@ -48,6 +56,9 @@ def _kinds(*kinds: ErrorKind) -> dict[str, ErrorKind]:
 ERRORS: dict[str, ErrorKind] = _kinds(
     ErrorKind("bad_request", 400, Retry.NEVER, "the body cannot be decoded, or is not a map"),
     ErrorKind("unauthorized", 401, Retry.NEVER, "missing or wrong API key"),
+    ErrorKind("session_forbidden", 403, Retry.NEVER, "the session belongs to another API key"),
+    ErrorKind("host_not_allowed", 403, Retry.NEVER, "the Host header names no allowed host"),
+    ErrorKind("origin_not_allowed", 403, Retry.NEVER, "a web page's origin that is not allowed"),
     ErrorKind("not_found", 404, Retry.NEVER, "unknown route"),
     ErrorKind("unknown_env", 404, Retry.NEVER, "the env name is not served here"),
     ErrorKind(
@@ -60,12 +71,24 @@ ERRORS: dict[str, ErrorKind] = _kinds(
     ErrorKind("ambiguous_env", 409, Retry.NEVER, "env_key left out while the caller owns several"),
     ErrorKind("reset_needed", 409, Retry.NEVER, "step before reset, or after the end"),
     ErrorKind("payload_too_large", 413, Retry.NEVER, "the body exceeds the size limit"),
+    ErrorKind("unsupported_media_type", 415, Retry.NEVER, "a body that is not JSON or MessagePack"),
     ErrorKind("invalid_argument", 422, Retry.NEVER, "a field has the wrong type or value"),
     ErrorKind("invalid_action", 422, Retry.NEVER, "the action is not in the action space"),
     ErrorKind("unsupported_space", 422, Retry.NEVER, "a space the protocol cannot carry"),
     ErrorKind("too_many_envs", 429, Retry.LATER, "the key would own more envs than allowed"),
+    ErrorKind(
+        "too_many_agents", 429, Retry.LATER, "a session or the server would hold too many agents"
+    ),
+    ErrorKind(
+        "too_many_processes",
+        429,
+        Retry.LATER,
+        "an async vector env would take the server past its process limit",
+    ),
+    ErrorKind("headers_too_large", 431, Retry.NEVER, "the request head exceeds the size limit"),
     ErrorKind("env_error", 500, Retry.REMAKE, "the env raised, or returned an unencodable value"),
     ErrorKind("internal_error", 500, Retry.LATER, "a bug in the server"),
+    ErrorKind("too_many_connections", 503, Retry.LATER, "the server's connection limit is reached"),
 )
 
 
@@ -77,6 +100,29 @@ def kind_of(error_type: str | None, status: int | None = None) -> ErrorKind | No
     if kind is None or (status is not None and status != kind.status):
         return None
     return kind
+
+
+#: The longest text :func:`one_line` keeps.
+MESSAGE_LIMIT = 1000
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` as one line of printable characters, safe for a log or a terminal.
+
+    Every character ``str.isprintable`` refuses (line breaks, tabs, ANSI escapes and other
+    control characters, Unicode line separators and bidirectional overrides) is written
+    as Python writes it in a string literal (``\\n``, ``\\x1b``, ``\\u2028``); text
+    beyond ``limit`` characters is cut and ends with ``...``. Error messages quote what a
+    client sent through it, so a client cannot forge log lines or send escape sequences
+    to an operator's terminal.
+    """
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 class ProtocolViolation(ValueError):

@@ -9,6 +9,7 @@ an action fits its space or a key exists is the server's to decide.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,12 @@ from agentgpt.protocol.fields import (
 __all__ = [
     "MAKE_AUTORESET_MODE",
     "MAKE_VEC_AUTORESET_MODE",
+    "KWARG_KEY_PATTERN",
+    "MAX_ENV_NAME_LENGTH",
+    "MAX_RENDER_MODE_LENGTH",
+    "RENDER_MODE_PATTERN",
+    "RESERVED_KWARGS",
+    "SEED_LIMIT",
     "VECTORIZATION_MODES",
     "MakeRequest",
     "MakeVecRequest",
@@ -58,6 +65,27 @@ MAKE_AUTORESET_MODE = "disabled"
 MAKE_VEC_AUTORESET_MODE = "next_step"
 #: ``vectorization_mode`` values of ``/make_vec``; the first is the default.
 VECTORIZATION_MODES = ("sync", "async")
+#: Seeds are integers in ``[0, SEED_LIMIT)``: what MessagePack's unsigned integers carry.
+SEED_LIMIT = 2**64
+#: The longest ``env_name`` (or ``env_id``) a request may send.
+MAX_ENV_NAME_LENGTH = 256
+#: ``render_mode`` is a name such as ``rgb_array``: letters, digits, ``_`` and ``-``.
+RENDER_MODE_PATTERN = r"^[A-Za-z0-9_-]+$"
+MAX_RENDER_MODE_LENGTH = 64
+#: ``kwargs`` keys are Python identifiers in ASCII.
+KWARG_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: ``kwargs`` keys that are arguments of ``gymnasium.make`` / ``gymnasium.make_vec``
+#: themselves, which the request's own fields set (``render_mode`` is read apart: it is
+#: the same as the ``render_mode`` field).
+RESERVED_KWARGS = (
+    "id",
+    NUM_ENVS,
+    VECTORIZATION_MODE,
+    "vector_kwargs",
+    "wrappers",
+)
+_RENDER_MODE_RE = re.compile(RENDER_MODE_PATTERN)
+_KWARG_KEY_RE = re.compile(KWARG_KEY_PATTERN)
 
 _REPR_LIMIT = 200
 
@@ -82,15 +110,21 @@ def _int_field(payload: dict[str, Any], name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"{name} must be an integer, got {value!r}")
+        raise _invalid(f"{name} must be an integer, got {short_repr(value)}")
     return value
+
+
+def _check_seed(seed: int, what: str = SEED) -> int:
+    if seed < 0:
+        raise _invalid(f"{what} must be non-negative, got {short_repr(seed)}")
+    if seed >= SEED_LIMIT:
+        raise _invalid(f"{what} must be below 2**64, got {short_repr(seed)}")
+    return seed
 
 
 def _seed_field(payload: dict[str, Any]) -> int | None:
     seed = _int_field(payload, SEED)
-    if seed is not None and seed < 0:
-        raise _invalid(f"seed must be non-negative, got {seed}")
-    return seed
+    return None if seed is None else _check_seed(seed)
 
 
 def _str_field(payload: dict[str, Any], name: str) -> str | None:
@@ -98,7 +132,7 @@ def _str_field(payload: dict[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise _invalid(f"{name} must be a non-empty string, got {value!r}")
+        raise _invalid(f"{name} must be a non-empty string, got {short_repr(value)}")
     return value
 
 
@@ -107,7 +141,7 @@ def _map_field(payload: dict[str, Any], name: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise _invalid(f"{name} must be a map with string keys, got {value!r}")
+        raise _invalid(f"{name} must be a map with string keys, got {short_repr(value)}")
     return value
 
 
@@ -115,9 +149,9 @@ def _choice_field(payload: dict[str, Any], name: str, choices: Any, default: str
     value = payload.get(name)
     if value is None:
         return default
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         options = ", ".join(repr(c) for c in choices)
-        raise _invalid(f"{name} must be one of {options} or null, got {value!r}")
+        raise _invalid(f"{name} must be one of {options} or null, got {short_repr(value)}")
     return value
 
 
@@ -197,25 +231,67 @@ def _env_name(payload: dict[str, Any]) -> str:
     name = name or alias
     if name is None:
         raise _invalid(f"{ENV_NAME} is required (a Gymnasium id such as CartPole-v1)")
+    if len(name) > MAX_ENV_NAME_LENGTH:
+        raise _invalid(f"{ENV_NAME} must be at most {MAX_ENV_NAME_LENGTH} characters long")
     return name
 
 
-def _render_mode(payload: dict[str, Any]) -> str | None:
-    mode = _str_field(payload, RENDER_MODE)
+def _check_render_mode(mode: Any, what: str) -> str | None:
+    if mode is None:
+        return None
+    if (
+        not isinstance(mode, str)
+        or len(mode) > MAX_RENDER_MODE_LENGTH
+        or not _RENDER_MODE_RE.match(mode)
+    ):
+        raise _invalid(
+            f"{what} must be a render mode name such as 'rgb_array' (letters, digits, '_'"
+            f" and '-', at most {MAX_RENDER_MODE_LENGTH}) or null, got {short_repr(mode)}"
+        )
     if mode == "human":
         raise _invalid(
-            "render_mode 'human' is not available: the server has no screen (use 'rgb_array')"
+            f"{what} 'human' is not available: the server has no screen (use 'rgb_array')"
         )
     return mode
 
 
+def _kwargs_and_render_mode(payload: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``kwargs`` without its ``render_mode``, and the render mode the request asks for:
+    the field's, or the one in ``kwargs`` (which is checked the same way)."""
+    mode = _check_render_mode(payload.get(RENDER_MODE), RENDER_MODE)
+    kwargs = _map_field(payload, KWARGS) or {}
+    for key in kwargs:
+        if not _KWARG_KEY_RE.match(key):
+            raise _invalid(
+                f"each key of {KWARGS} must be a Python identifier in ASCII, got {short_repr(key)}"
+            )
+        if key in RESERVED_KWARGS:
+            raise _invalid(
+                f"{KWARGS} cannot carry {key!r}: it is an argument of gymnasium.make or"
+                " make_vec, which the request's own fields set"
+            )
+    if RENDER_MODE in kwargs:
+        kwargs = dict(kwargs)
+        in_kwargs = _check_render_mode(kwargs.pop(RENDER_MODE), f"{KWARGS}.{RENDER_MODE}")
+        if mode is not None and in_kwargs is not None and in_kwargs != mode:
+            raise _invalid(
+                f"{RENDER_MODE} {mode!r} and {KWARGS}.{RENDER_MODE} {in_kwargs!r} disagree;"
+                " send one"
+            )
+        mode = mode or in_kwargs
+    return kwargs, mode
+
+
 def parse_make(payload: dict[str, Any]) -> MakeRequest:
     """The ``/make`` request in ``payload``."""
+    env_name = _env_name(payload)
+    seed = _seed_field(payload)
+    kwargs, render_mode = _kwargs_and_render_mode(payload)
     return MakeRequest(
-        env_name=_env_name(payload),
-        seed=_seed_field(payload),
-        kwargs=_map_field(payload, KWARGS) or {},
-        render_mode=_render_mode(payload),
+        env_name=env_name,
+        seed=seed,
+        kwargs=kwargs,
+        render_mode=render_mode,
         autoreset_mode=_choice_field(payload, AUTORESET_MODE, AUTORESET_MODES, MAKE_AUTORESET_MODE),
     )
 
@@ -225,13 +301,15 @@ def parse_make_vec(payload: dict[str, Any]) -> MakeVecRequest:
     env_name = _env_name(payload)
     num_envs = _int_field(payload, NUM_ENVS)
     if num_envs is None or num_envs < 1:
-        raise _invalid(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        raise _invalid(f"num_envs must be an integer >= 1, got {short_repr(num_envs)}")
     mode = _choice_field(payload, VECTORIZATION_MODE, VECTORIZATION_MODES, VECTORIZATION_MODES[0])
+    seed = _seed_field(payload)
+    kwargs, render_mode = _kwargs_and_render_mode(payload)
     return MakeVecRequest(
         env_name=env_name,
-        seed=_seed_field(payload),
-        kwargs=_map_field(payload, KWARGS) or {},
-        render_mode=_render_mode(payload),
+        seed=seed,
+        kwargs=kwargs,
+        render_mode=render_mode,
         autoreset_mode=_choice_field(
             payload, AUTORESET_MODE, AUTORESET_MODES, MAKE_VEC_AUTORESET_MODE
         ),
@@ -276,21 +354,20 @@ def _vector_seed(seed: Any, num_envs: int) -> int | list[int | None] | None:
     if seed is None:
         return None
     if isinstance(seed, int) and not isinstance(seed, bool):
-        if seed < 0:
-            raise _invalid(f"seed must be non-negative, got {seed}")
-        return seed
+        return _check_seed(seed)
     if isinstance(seed, list):
         if len(seed) != num_envs:
             raise _invalid(
                 f"seed must be an integer or a list of {num_envs} seeds, got {len(seed)} items"
             )
         for item in seed:
-            if item is not None and (
-                not isinstance(item, int) or isinstance(item, bool) or item < 0
-            ):
+            if item is None:
+                continue
+            if not isinstance(item, int) or isinstance(item, bool) or item < 0:
                 raise _invalid(
                     f"each seed must be a non-negative integer or null, got {short_repr(item)}"
                 )
+            _check_seed(item, "each seed")
         return seed
     raise _invalid(f"seed must be an integer, a list of integers or null, got {short_repr(seed)}")
 

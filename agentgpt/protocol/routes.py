@@ -13,10 +13,12 @@ __all__ = [
     "MAKE",
     "MAKE_VEC",
     "OBSERVATION_SPACE",
+    "OPENAPI",
     "POST_ROUTES",
     "RENDER",
     "RESET",
     "STEP",
+    "STREAM",
 ]
 
 HEALTH = "/health"
@@ -28,8 +30,14 @@ RENDER = "/render"
 CLOSE = "/close"
 ACTION_SPACE = "/action_space"
 OBSERVATION_SPACE = "/observation_space"
+#: The OpenAPI 3.1 description of these routes (:mod:`agentgpt.protocol.openapi`).
+OPENAPI = "/openapi.json"
+
+#: The WebSocket route of the streaming session: the routes above as frames on one
+#: connection (``docs/protocol.md``, "Streaming session").
+STREAM = "/stream"
 
 #: Routes that take a body (POST).
 POST_ROUTES = (MAKE, MAKE_VEC, RESET, STEP, RENDER, CLOSE)
 #: Routes read with GET (and HEAD); the space routes take ``?env_key=``.
-GET_ROUTES = (HEALTH, ACTION_SPACE, OBSERVATION_SPACE)
+GET_ROUTES = (HEALTH, ACTION_SPACE, OBSERVATION_SPACE, OPENAPI)

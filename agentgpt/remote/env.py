@@ -22,6 +22,7 @@ from agentgpt.protocol.fields import (
 )
 from agentgpt.protocol.requests import make_request, render_request, reset_request, step_request
 from agentgpt.remote.base_transport import BaseTransport
+from agentgpt.remote.connect import TransportKind
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
 from agentgpt.wire import apply_types, value_from_wire, value_to_wire
@@ -49,7 +50,8 @@ class RemoteEnv(gymnasium.Env):
 
         env = gymnasium.make("agentgpt/Remote-v0", url="http://host:8000", env_name="CartPole-v1")
 
-    ``transport`` replaces the default HTTP/1.1 connection with any
+    ``transport``: how requests travel, ``"auto"`` (the default: the server's
+    streaming session when it offers one, else HTTP/1.1), ``"http"``, ``"stream"``, or any
     :class:`~agentgpt.remote.BaseTransport` (``url``, ``api_key``, ``encoding`` and the
     timeouts are then the transport's own). Raises
     :class:`~agentgpt.remote.RemoteEnvError` for anything the server refuses.
@@ -73,7 +75,7 @@ class RemoteEnv(gymnasium.Env):
         encoding: Encoding = "msgpack",
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
-        transport: BaseTransport | None = None,
+        transport: BaseTransport | TransportKind | None = None,
     ) -> None:
         self._session = RemoteSession.make(
             routes.MAKE,

@@ -144,8 +144,10 @@ _BY_STATUS: dict[int, type[RemoteEnvError]] = {
     408: UnavailableError,
     409: BadRequestError,
     413: BadRequestError,
+    415: BadRequestError,
     422: BadRequestError,
     429: UnavailableError,
+    431: BadRequestError,
 }
 
 #: Classes of the failures without a (valid) answer, by the client's own error type.

@@ -12,6 +12,7 @@ from agentgpt.protocol.answers import read_made, read_render, read_reset, read_s
 from agentgpt.protocol.fields import FINAL_OBSERVATION
 from agentgpt.protocol.requests import make_request, render_request, reset_request, step_request
 from agentgpt.remote.base_transport import BaseTransport
+from agentgpt.remote.connect import TransportKind
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
 from agentgpt.wire import value_from_wire, value_to_wire
@@ -33,9 +34,10 @@ class RemoteParallelEnv(ParallelEnv):
     are in each agent's ``info["final_observation"]``) and ``agents`` lists its agents.
     ``metadata`` is the server env's, and ``render()`` returns what its ``render()``
     returns (``"human"`` is refused: the server has no screen).
-    ``transport`` replaces the default HTTP/1.1 connection with any
-    :class:`~agentgpt.remote.BaseTransport` (its own URL, key, encoding and timeouts
-    then apply).
+    ``transport``: how requests travel, ``"auto"`` (the default: the server's streaming
+    session when it offers one, else HTTP/1.1), ``"http"``, ``"stream"``, or any
+    :class:`~agentgpt.remote.BaseTransport` (its own URL, key, encoding and timeouts then
+    apply).
     """
 
     metadata: dict[str, Any] = {"name": "remote_parallel_env", "render_modes": []}
@@ -53,7 +55,7 @@ class RemoteParallelEnv(ParallelEnv):
         encoding: Encoding = "msgpack",
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
-        transport: BaseTransport | None = None,
+        transport: BaseTransport | TransportKind | None = None,
     ) -> None:
         self._session = RemoteSession.make(
             routes.MAKE,

@@ -9,8 +9,9 @@ from agentgpt.protocol.answers import read_env_key
 from agentgpt.protocol.fields import INCARNATION
 from agentgpt.protocol.requests import close_request
 from agentgpt.remote.base_transport import BaseTransport
+from agentgpt.remote.connect import DEFAULT_TRANSPORT, TransportKind, open_transport
 from agentgpt.remote.errors import ClientClosedError, NoAnswerError, NotFoundError
-from agentgpt.remote.transport import Encoding, Transport
+from agentgpt.remote.transport import Encoding
 
 __all__ = ["RemoteSession"]
 
@@ -42,18 +43,25 @@ class RemoteSession:
         encoding: Encoding,
         timeout: float | None,
         connect_timeout: float | None,
-        transport: BaseTransport | None = None,
+        transport: BaseTransport | TransportKind | None = None,
     ) -> RemoteSession:
         """Make an env with ``body`` on ``route``.
 
-        The request goes over a new HTTP connection to ``url``, or over ``transport`` when
-        one is given (``url``, ``api_key``, ``encoding`` and the timeouts are then the
-        transport's own). Either way the session owns the transport from here on, and
-        closes it if the make fails.
+        The request goes over a new connection to ``url`` of the kind ``transport`` names
+        (``"auto"``, ``"http"``, ``"stream"``; ``None``: the default, see
+        :mod:`agentgpt.remote.connect`), or over ``transport`` itself when it is one
+        (``url``, ``api_key``, ``encoding`` and the timeouts are then the transport's own).
+        Either way the session owns the transport from here on, and closes it if the make
+        fails.
         """
-        if transport is None:
-            transport = Transport(
-                url, api_key, encoding=encoding, timeout=timeout, connect_timeout=connect_timeout
+        if not isinstance(transport, BaseTransport):
+            transport = open_transport(
+                url,
+                api_key,
+                kind=transport or DEFAULT_TRANSPORT,
+                encoding=encoding,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
             )
         try:
             made = transport.post(route, body)

@@ -9,15 +9,24 @@ wakeup and parse per request, and spend several times more CPU per request on th
 Responses are read by :mod:`agentgpt.remote.http11`, a few microseconds each.
 Everything the server or the network refuses becomes an exception of the tree in
 :mod:`agentgpt.remote.errors`.
+
+Proxies come from the environment, as curl and requests read them: ``HTTP_PROXY`` for
+``http://`` servers (requests in absolute form), ``HTTPS_PROXY`` for ``https://`` ones
+(a ``CONNECT`` tunnel, TLS end to end), ``NO_PROXY`` for the exceptions. Loopback servers
+are always reached directly, so env servers started on this machine keep working behind
+a corporate proxy.
 """
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import socket
 import ssl
 import time
+import urllib.request
 from typing import Any
-from urllib.parse import SplitResult, urlencode, urlsplit
+from urllib.parse import SplitResult, unquote, urlencode, urlsplit
 
 from agentgpt.remote.base_transport import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -42,8 +51,10 @@ __all__ = [
     "BaseTransport",
     "Encoding",
     "HttpTransport",
+    "Destination",
     "Transport",
     "check_url",
+    "proxy_for",
 ]
 
 _MEDIA_TYPES = {"msgpack": MSGPACK_MEDIA_TYPE, "json": JSON_MEDIA_TYPE}
@@ -51,6 +62,115 @@ _MEDIA_TYPES = {"msgpack": MSGPACK_MEDIA_TYPE, "json": JSON_MEDIA_TYPE}
 # An idle connection is replaced a little before uvicorn's default 5 s keep-alive timeout,
 # so a request is never written onto a socket the server is closing.
 _KEEPALIVE_EXPIRY = 4.0
+
+
+#: The most a proxy's answer to ``CONNECT`` may take before its blank line.
+_MAX_CONNECT_HEAD = 64 * 1024
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def proxy_for(parts: SplitResult) -> SplitResult | None:
+    """The proxy the environment names for the server at ``parts``, or ``None`` to go
+    direct: ``HTTP_PROXY`` / ``HTTPS_PROXY`` by the server's scheme (lower-case names
+    first), unless ``NO_PROXY`` lists the host or the host is a loopback address.
+    Raises ``ValueError`` for a proxy that is not an ``http://`` URL."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme)
+    host = parts.hostname or ""
+    if not proxy or _is_loopback(host):
+        return None
+    if urllib.request.proxy_bypass_environment(parts.netloc.rpartition("@")[2], proxies):
+        return None
+    proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if proxy_parts.scheme != "http" or not proxy_parts.hostname:
+        raise ValueError(
+            f"the {parts.scheme.upper()}_PROXY environment variable must be an http:// URL,"
+            f" got {proxy_parts.scheme}://{proxy_parts.hostname or ''}"
+        )
+    return proxy_parts
+
+
+def _proxy_authorization(proxy: SplitResult) -> str:
+    """A ``Proxy-Authorization`` header line for a proxy URL with credentials, else ""."""
+    if proxy.username is None:
+        return ""
+    credentials = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+    token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+    return f"Proxy-Authorization: Basic {token}\r\n"
+
+
+class Destination:
+    """Where a transport's connections go: the server, and the proxy on the way if any.
+
+    Built once per transport from its URL and the environment; :meth:`open` gives a
+    connected socket (TLS to the server for ``https://``), ready for the first request.
+    """
+
+    def __init__(self, parts: SplitResult, tls_context: ssl.SSLContext | None) -> None:
+        self.address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        self.tls = None
+        if parts.scheme == "https":
+            self.tls = tls_context or ssl.create_default_context()
+        #: The ``Host`` header: the URL's authority, never its userinfo.
+        self.host = parts.netloc.rpartition("@")[2]
+        self.proxy = proxy_for(parts)
+        self.proxy_auth = "" if self.proxy is None else _proxy_authorization(self.proxy)
+        #: ``CONNECT`` request that opens a tunnel to an https server through the proxy.
+        self.connect_request = b""
+        if self.proxy is not None and self.tls is not None:
+            authority = f"{self.address[0]}:{self.address[1]}"
+            if ":" in self.address[0]:
+                authority = f"[{self.address[0]}]:{self.address[1]}"
+            self.connect_request = (
+                f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{self.proxy_auth}\r\n"
+            ).encode("latin-1")
+
+    @property
+    def plain_proxy(self) -> bool:
+        """Whether requests go to an HTTP proxy in absolute form (plain HTTP, proxied)."""
+        return self.proxy is not None and self.tls is None
+
+    def open(self, connect_timeout: float | None, timeout: float | None) -> socket.socket:
+        """A socket connected to the server (through the proxy's tunnel for https)."""
+        proxy = self.proxy
+        address = self.address if proxy is None else (proxy.hostname, proxy.port or 80)
+        sock = socket.create_connection(address, timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.connect_request:
+                _open_tunnel(sock, self.connect_request)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
+            sock.settimeout(timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def _open_tunnel(sock: socket.socket, connect_request: bytes) -> None:
+    """Ask the proxy for a tunnel to the server; raise ``OSError`` unless it answers 2xx."""
+    sock.sendall(connect_request)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk or len(head) + len(chunk) > _MAX_CONNECT_HEAD:
+            raise OSError("the proxy closed the connection or sent no answer to CONNECT")
+        head += chunk
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1", errors="replace")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit() or not 200 <= int(parts[1]) < 300:
+        raise OSError(f"the proxy refused the tunnel: {status_line[:200]}")
+    if not head.endswith(b"\r\n\r\n"):
+        raise OSError("the proxy sent data before the tunnel opened")
 
 
 def check_url(url: str) -> SplitResult:
@@ -69,8 +189,11 @@ class HttpTransport(BaseTransport):
     prefix when served behind a proxy). ``encoding`` picks the body format of requests and
     answers: ``"msgpack"`` (arrays travel as raw bytes; the fast path) or ``"json"``.
     ``timeout`` bounds every send and every wait for an answer; ``connect_timeout`` the
-    connection setup. The connection opens on the first request and reopens as needed. Not
-    thread-safe: one transport per client object.
+    connection setup. ``tls_context`` verifies ``https://`` servers (default: the system's
+    trusted CAs; pass ``ssl.create_default_context(cafile=...)`` for a server with its own
+    certificate). The connection opens on the first request and reopens as needed; it goes
+    through the proxy the environment names (see the module's notes). Not thread-safe: one
+    transport per client object.
     """
 
     def __init__(
@@ -81,6 +204,7 @@ class HttpTransport(BaseTransport):
         encoding: Encoding = "msgpack",
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         if encoding not in _MEDIA_TYPES:
             raise ValueError(f"encoding must be 'msgpack' or 'json', got {encoding!r}")
@@ -90,14 +214,18 @@ class HttpTransport(BaseTransport):
         self.media_type = _MEDIA_TYPES[encoding]
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._destination = Destination(parts, tls_context)
         self._path_prefix = parts.path.rstrip("/")
-        host = parts.netloc.rpartition("@")[2]  # never send userinfo in the Host header
+        host = self._destination.host
+        if self._destination.plain_proxy:
+            # Plain HTTP through a proxy: absolute-form targets, credentials on every request.
+            self._path_prefix = f"http://{host}{self._path_prefix}"
         head = (
             f" HTTP/1.1\r\nHost: {host}\r\nContent-Type: {self.media_type}\r\n"
             f"Accept: {self.media_type}\r\n"
         )
+        if self._destination.plain_proxy:
+            head += self._destination.proxy_auth
         if api_key:
             head += f"Authorization: Bearer {api_key}\r\n"
         self._head = (head + "Content-Length: ").encode("latin-1")
@@ -132,15 +260,7 @@ class HttpTransport(BaseTransport):
             self._drop()
             sock = None
         if sock is None or self._reader is None:
-            sock = socket.create_connection(self._address, timeout=self.connect_timeout)
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self._tls is not None:
-                    sock = self._tls.wrap_socket(sock, server_hostname=self._address[0])
-                sock.settimeout(self.timeout)
-            except BaseException:
-                sock.close()
-                raise
+            sock = self._destination.open(self.connect_timeout, self.timeout)
             self._sock = sock
             self._reader = ResponseReader(sock)
         return sock, self._reader

@@ -33,6 +33,7 @@ from agentgpt.protocol.requests import (
     step_request,
 )
 from agentgpt.remote.base_transport import BaseTransport
+from agentgpt.remote.connect import TransportKind
 from agentgpt.remote.infos import vector_info_from_wire
 from agentgpt.remote.session import RemoteSession
 from agentgpt.remote.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Encoding
@@ -58,9 +59,10 @@ class RemoteVectorEnv(VectorEnv):
     ``"disabled"``) or :class:`gymnasium.vector.AutoresetMode`; ``metadata
     ["autoreset_mode"]`` reports the enum. With ``"disabled"``, reset ended sub-envs with
     ``reset(options={"reset_mask": mask})``.
-    ``transport`` replaces the default HTTP/1.1 connection with any
-    :class:`~agentgpt.remote.BaseTransport` (its own URL, key, encoding and timeouts
-    then apply).
+    ``transport``: how requests travel, ``"auto"`` (the default: the server's streaming
+    session when it offers one, else HTTP/1.1), ``"http"``, ``"stream"``, or any
+    :class:`~agentgpt.remote.BaseTransport` (its own URL, key, encoding and timeouts then
+    apply).
     """
 
     def __init__(
@@ -78,7 +80,7 @@ class RemoteVectorEnv(VectorEnv):
         encoding: Encoding = "msgpack",
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
-        transport: BaseTransport | None = None,
+        transport: BaseTransport | TransportKind | None = None,
     ) -> None:
         self._session = RemoteSession.make(
             routes.MAKE_VEC,

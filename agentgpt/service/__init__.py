@@ -16,8 +16,14 @@ set of operating habits fit them all:
 - :mod:`~agentgpt.service.errors`: :class:`~agentgpt.service.errors.ApiError` and its
   ``{"error": {...}}`` wire form, with statuses from the protocol's vocabulary
   (:data:`agentgpt.protocol.errors.ERRORS`).
-- :mod:`~agentgpt.service.serving`: the uvicorn settings and listening sockets production
-  and tests share.
+- :mod:`~agentgpt.service.browsers`: the middleware that keeps web pages out (``Host``,
+  ``Origin`` and ``Content-Type`` checks) and CORS for the origins an operator allows.
+- :mod:`~agentgpt.service.connections`: limits on connections before any request is
+  checked (request-head timeout and size, idle keep-alive, connections in total and per
+  client address), enforced inside uvicorn's HTTP protocol.
+- :mod:`~agentgpt.service.serving`: the uvicorn settings (limits, TLS) and listening
+  sockets production and tests share, and the rule that a server without API keys listens
+  on loopback only.
 - :mod:`~agentgpt.service.testing`: any ASGI app served by a real uvicorn server in a
   background thread, on a free loopback port.
 

@@ -5,10 +5,13 @@ A server writes each route as ``handler(owner, payload) -> payload`` and hands t
 body (or the query string) within the size limit, decode it and encode the answer in the
 negotiated encoding (JSON or MessagePack), and map every failure to ``{"error": {...}}`` with
 its documented status (``docs/protocol.md``). What the handlers do is the server's business.
+Every app runs behind :class:`~agentgpt.service.browsers.BrowserGuard`, which keeps web
+pages out (``Host``, ``Origin`` and ``Content-Type`` checks, ``docs/security.md``).
 
 Hot routes (an env step, an inference call) pay this layer's cost on every call, so it adds
-nothing to Starlette's own stack (no middleware of its own), reads just the four request
-headers it needs in one pass, and caches content negotiation per header pair.
+one plain ASGI middleware to Starlette's own stack (the browser checks, one pass over the
+headers), reads just the four request headers it needs in one pass, and caches content
+negotiation per header pair.
 """
 
 from __future__ import annotations
@@ -20,15 +23,20 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from agentgpt import wire
+from agentgpt.protocol.keys import AUTHORIZATION_HEADER
 from agentgpt.service import errors
 from agentgpt.service.bodies import read_payload
+from agentgpt.service.browsers import ANY, BrowserGuard, BrowserPolicy, browser_policy
 from agentgpt.service.keys import ApiKeys
 from agentgpt.service.negotiation import answer_type, negotiate, read_headers
+from agentgpt.service.stream import DEFAULT_MAX_IN_FLIGHT, stream_endpoint
 
 __all__ = ["Handler", "Payload", "service_app"]
 
@@ -142,6 +150,9 @@ def service_app(
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]],
     unencodable: Callable[[Exception], errors.ApiError] = errors.internal_error,
     logger: logging.Logger | None = None,
+    browsers: BrowserPolicy | None = None,
+    stream: str | None = None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> Starlette:
     """A service's ASGI app.
 
@@ -152,6 +163,12 @@ def service_app(
     tracebacks to 5xx error bodies. ``unencodable`` turns a handler's answer the encoding
     cannot carry into the error sent instead (a 500 ``internal_error`` unless the server
     knows better). 5xx errors are logged to ``logger`` (``agentgpt.service`` by default).
+    ``browsers``: the hosts and web-page origins accepted
+    (:func:`~agentgpt.service.browsers.browser_policy` of ``keys`` when ``None``: loopback
+    hosts only without keys, no origin); allowed origins also get CORS answers.
+    ``stream``: the path of a WebSocket route that serves the ``post`` and ``get``
+    handlers as a streaming session (:mod:`agentgpt.service.stream`), with at most
+    ``max_in_flight`` requests of one connection running at once; ``None``: none.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -169,6 +186,30 @@ def service_app(
     routes += [
         Route(path, endpoints.public(answer), methods=["GET"]) for path, answer in public.items()
     ]
+    if stream is not None:
+        endpoint = stream_endpoint(
+            post=post,
+            get=get,
+            keys=keys,
+            max_frame_bytes=max_body_bytes,
+            debug=debug,
+            logger=endpoints.logger,
+            unencodable=unencodable,
+            max_in_flight=max_in_flight,
+        )
+        routes.append(WebSocketRoute(stream, endpoint))
+    policy = browsers or browser_policy(keys.enabled)
+    middleware = [Middleware(BrowserGuard, policy=policy)]
+    if policy.origins:
+        # Pages of an allowed origin ask first (a CORS preflight) before sending JSON.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"] if ANY in policy.origins else sorted(policy.origins),
+                allow_methods=["GET", "POST", "PUT"],
+                allow_headers=[AUTHORIZATION_HEADER, "Content-Type", "Accept"],
+            )
+        )
     app = Starlette(
         # Starlette's own debug mode would answer errors with HTML pages; the protocol's
         # debug mode puts the traceback into the error body instead.
@@ -180,6 +221,7 @@ def service_app(
             Exception: endpoints.server_error,
         },
         lifespan=lifespan,
+        middleware=middleware,
     )
     # ``/step/`` is an unknown route (404), not a redirect to ``/step``.
     app.router.redirect_slashes = False

@@ -13,8 +13,10 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from agentgpt.service.connections import ConnectionLimits
 from agentgpt.service.serving import http_url, listening_socket, uvicorn_config
 
 __all__ = ["serve_in_thread"]
@@ -28,6 +30,10 @@ def serve_in_thread(
     *,
     startup_timeout: float = 30.0,
     log_level: str = "warning",
+    limits: ConnectionLimits | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
+    implementation: str | None = None,
 ) -> Iterator[str]:
     """Serve the ASGI ``app`` with uvicorn in a background thread; yield its base URL.
 
@@ -35,15 +41,25 @@ def serve_in_thread(
     ``"http://127.0.0.1:53817"``. On exit the server stops accepting requests, finishes
     in-flight ones, runs the lifespan's shutdown and the thread is joined. A failed
     start-up (the lifespan raised) raises ``RuntimeError``; one slower than
-    ``startup_timeout`` seconds raises ``TimeoutError``.
+    ``startup_timeout`` seconds raises ``TimeoutError``. ``limits``, ``tls_cert``,
+    ``tls_key`` and ``implementation`` are those of
+    :func:`~agentgpt.service.serving.uvicorn_config` (with TLS the URL is ``https://``).
     """
     import uvicorn
 
+    config = uvicorn_config(
+        app,
+        log_level,
+        limits=limits,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        implementation=implementation,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     sock = listening_socket(host, port, backlog=128)
     sock.setblocking(False)
     bound_port = sock.getsockname()[1]
-
-    config = uvicorn_config(app, log_level, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     failure: list[BaseException] = []
 
@@ -68,7 +84,7 @@ def serve_in_thread(
         time.sleep(0.01)
 
     try:
-        yield http_url(host, bound_port)
+        yield http_url(host, bound_port, tls=tls_cert is not None)
     finally:
         server.should_exit = True
         thread.join(30)

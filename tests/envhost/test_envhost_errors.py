@@ -401,7 +401,8 @@ def test_a_slow_body_does_not_block_other_clients(url):
     results = []
 
     def slow_client():
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        with httpx.Client(base_url=url, headers=headers) as http:
             results.append(http.post("/make", content=slow_chunks()))
 
     thread = threading.Thread(target=slow_client)

@@ -198,11 +198,19 @@ def test_response_encoding_follows_accept_then_content_type(url):
         assert by_content_type.headers["content-type"] == "application/msgpack"
         assert "observation" in wire.decode(by_content_type.content, wire.MSGPACK_MEDIA_TYPE)
 
-        # curl -d sends a form content type: the body is still read as JSON, answered in JSON.
-        curl_like = http.post(
+        # curl -d sends a form content type, which a web page can send too: refused (415).
+        form = http.post(
             "/step",
             content=b'{"action": 1}',
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "*/*"},
+        )
+        assert form.status_code == 415
+        assert form.json()["error"]["type"] == "unsupported_media_type"
+        # With curl's -H 'Content-Type: application/json' and its Accept: */*: JSON answers.
+        curl_like = http.post(
+            "/step",
+            content=b'{"action": 1}',
+            headers={"Content-Type": "application/json", "Accept": "*/*"},
         )
         assert curl_like.status_code == 200
         assert curl_like.headers["content-type"] == "application/json"

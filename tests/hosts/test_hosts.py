@@ -62,6 +62,5 @@ def test_the_run_summary_names_each_hosts_downtime_and_a_host_that_never_came_ba
     assert host_report([steady, flaky, lost]) == [
         "env host http://a:1: up throughout",
         "env host http://b:1: down 2 times, 12.3 s in all; came back",
-        "env host http://c:1: down once, 30.0 s in all; never came back"
-        " (last: connection refused)",
+        "env host http://c:1: down once, 30.0 s in all; never came back (last: connection refused)",
     ]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from starlette.routing import Route, WebSocketRoute
 
 from agentgpt import wire
 from agentgpt.envhost import EnvServer
@@ -88,8 +89,10 @@ def unquoted(cell: str) -> str:
 def test_a_running_server_serves_exactly_the_protocol_routes(env_server):
     server = EnvServer()
     url = env_server(server)
-    served = {route.path: set(route.methods) for route in server.app.routes}
-    assert set(served) == set(routes.POST_ROUTES) | set(routes.GET_ROUTES)
+    served = {route.path for route in server.app.routes if isinstance(route, Route)}
+    assert served == set(routes.POST_ROUTES) | set(routes.GET_ROUTES)
+    streams = [route.path for route in server.app.routes if isinstance(route, WebSocketRoute)]
+    assert streams == [routes.STREAM]
     with httpx.Client(base_url=url) as client:
         for path in routes.POST_ROUTES:
             answer = client.get(path)
@@ -334,3 +337,15 @@ def test_the_server_answers_what_the_clients_read(env_server):
         assert made.num_envs == 2 and made.autoreset_mode == "next_step"
         assert made.observation_space == gymnasium.make("CartPole-v1").observation_space
         client.post(routes.CLOSE, json=close_request(made.env_key)).raise_for_status()
+
+
+def test_one_line_escapes_what_could_forge_a_log_line():
+    from agentgpt.protocol.errors import one_line
+
+    assert one_line("unknown label 8x8 (é, 中)") == "unknown label 8x8 (é, 中)"
+    forged = "a\nINFO: forged\r\x1b[31mred\x1b[0m\t\u2028\u202e\x00"
+    assert one_line(forged) == "a\\nINFO: forged\\r\\x1b[31mred\\x1b[0m\\t\\u2028\\u202e\\x00"
+    assert one_line(forged).isprintable()
+    long = one_line("x" * 5000)
+    assert len(long) == 1000 and long.endswith("...")
+    assert one_line("\n" * 5000).isprintable()

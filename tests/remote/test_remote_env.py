@@ -167,7 +167,7 @@ def test_one_connection_is_kept_alive_and_replaced_when_idle(url, monkeypatch):
         return real_connect(*args, **kwargs)
 
     monkeypatch.setattr(transport_module.socket, "create_connection", counting_connect)
-    with RemoteEnv(url, "CartPole-v1", KEY) as env:
+    with RemoteEnv(url, "CartPole-v1", KEY, transport="http") as env:
         env.reset(seed=0)
         for _ in range(5):
             env.step(0)

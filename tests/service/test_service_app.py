@@ -90,11 +90,17 @@ def test_accept_chooses_the_answer_encoding(url):
         )
         assert answer.status == 200 and answer.media_type == MSGPACK
         assert answer.body["payload"] == {"x": 1}
-        # No Content-Type and no Accept: JSON both ways.
+        # No Accept: the answer is in the body's encoding.
         raw = httpx.post(
-            f"{url}/echo", content=b'{"y": 2}', headers={"Authorization": f"Bearer {KEY}"}
+            f"{url}/echo",
+            content=wire.encode({"y": 2}, MSGPACK),
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": MSGPACK},
         )
-        assert raw.headers["content-type"] == JSON and raw.json()["payload"] == {"y": 2}
+        assert raw.headers["content-type"] == MSGPACK
+        assert wire.decode(raw.content, MSGPACK)["payload"] == {"y": 2}
+        # No body and neither header: a JSON answer.
+        bare = httpx.post(f"{url}/echo", headers={"Authorization": f"Bearer {KEY}"})
+        assert bare.headers["content-type"] == JSON and bare.json()["payload"] == {}
 
 
 def test_get_handlers_get_the_query_parameters(url):

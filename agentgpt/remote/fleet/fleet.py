@@ -18,7 +18,7 @@ import logging
 import queue
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -127,6 +127,7 @@ class Fleet(VectorEnv):
         fleet_timeout: float = 60.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        locators: Sequence[Callable[[], str]] | None = None,
     ) -> None:
         """A fleet of ``env_id`` envs on the env servers at ``urls``.
 
@@ -137,7 +138,10 @@ class Fleet(VectorEnv):
         to answer before it counts as down; ``connect_timeout`` bounds connecting, health
         probes and closing. ``fleet_timeout``: how long every host may be down before
         :meth:`recv` raises :class:`FleetDownError`. Down hosts are probed after
-        ``backoff_initial`` seconds, doubling up to ``backoff_max``.
+        ``backoff_initial`` seconds, doubling up to ``backoff_max``. ``locators``: for
+        hosts whose address can change (pods behind a headless Service), one callable
+        per host that gives the URL to connect to now (``urls`` then only name the hosts
+        in logs); see :attr:`Endpoint.locate <agentgpt.remote.fleet.streams.Endpoint>`.
 
         Hosts that cannot be reached start down and are retried; building fails with
         :class:`FleetDownError` only when no host answers within ``fleet_timeout``. Hosts
@@ -164,11 +168,19 @@ class Fleet(VectorEnv):
         self._backoff_max = float(backoff_max)
         short_timeout = min(float(connect_timeout), float(step_timeout))
         self._short_timeout = short_timeout
+        if locators is not None and len(locators) != len(urls):
+            raise ValueError(f"locators has {len(locators)} entries for {len(urls)} hosts")
         endpoints = [
             Endpoint(
-                url, api_key, encoding, float(step_timeout), float(connect_timeout), short_timeout
+                url,
+                api_key,
+                encoding,
+                float(step_timeout),
+                float(connect_timeout),
+                short_timeout,
+                None if locators is None else locators[index],
             )
-            for url in urls
+            for index, url in enumerate(urls)
         ]
         try:
             self._setup(endpoints, counts, env_id, env_kwargs, seed)

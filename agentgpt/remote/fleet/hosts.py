@@ -90,18 +90,18 @@ class Prober:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        transport = self._endpoint.transport(short=True)
-        try:
-            while not self._stop.wait(self._backoff.next_delay()):
-                try:
-                    health = transport.get(routes.HEALTH)
-                except RemoteEnvError:
-                    continue
-                if not self._stop.is_set():
-                    self._events.put(HostBack(self, health_incarnation(health)))
-                return
-        finally:
-            transport.close()
+        while not self._stop.wait(self._backoff.next_delay()):
+            # A new connection each time: a host found through DNS may have moved.
+            transport = self._endpoint.transport(short=True)
+            try:
+                health = transport.get(routes.HEALTH)
+            except RemoteEnvError:
+                continue
+            finally:
+                transport.close()
+            if not self._stop.is_set():
+                self._events.put(HostBack(self, health_incarnation(health)))
+            return
 
 
 class Host:

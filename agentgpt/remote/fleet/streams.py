@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
@@ -42,7 +43,7 @@ from agentgpt.protocol.requests import (
     reset_request,
     step_request,
 )
-from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout
+from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout, UnavailableError
 from agentgpt.remote.fleet.faults import Fault, classify, describe
 from agentgpt.remote.fleet.infos import agent_infos
 from agentgpt.remote.infos import vector_info_from_wire
@@ -74,6 +75,11 @@ class Endpoint:
     #: Bound on the best-effort requests (``/close``, ``/health``): they must never
     #: hold up shutting down or recovering.
     short_timeout: float
+    #: For a host whose address can change (one pod of a headless Service): gives the
+    #: URL to use now, for every new connection. It raises
+    #: :class:`~agentgpt.remote.errors.UnavailableError` while the host has no address;
+    #: the fleet treats that like a host that is down. None: always :attr:`url`.
+    locate: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -86,13 +92,36 @@ class Endpoint:
 
     def transport(self, short: bool = False) -> Transport:
         timeout = self.short_timeout if short else self.step_timeout
+        url = self.url
+        if self.locate is not None:
+            try:
+                url = self.locate()
+            except UnavailableError as exc:
+                return _NoAddress(exc)  # type: ignore[return-value]
         return Transport(
-            self.url,
+            url,
             self.api_key,
             encoding=self.encoding,
             timeout=timeout,
             connect_timeout=min(self.connect_timeout, timeout),
         )
+
+
+class _NoAddress:
+    """The transport of a host that has no address now: every request fails as a host
+    that is down would, so the fleet probes it again later."""
+
+    def __init__(self, error: UnavailableError) -> None:
+        self._error = error
+
+    def post(self, path: str, body: Any) -> dict[str, Any]:
+        raise self._error
+
+    def get(self, path: str, params: Any = None) -> dict[str, Any]:
+        raise self._error
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,634 @@
+"""The inference engine: per-agent contexts over one trained policy, acting in batches.
+
+Per-agent state follows the sequence model of inference servers such as Triton: an agent
+id is a sequence's correlation id, scoped to the caller's API key and an optional
+``session`` name (a :class:`Scope`). The first observation of an id starts its sequence,
+listing it in ``terminated_agent_ids`` ends it (its next observation starts a new
+episode), and an id left idle longer than the idle timeout is evicted (its next
+observation starts afresh).
+
+Every agent keeps its last ``max_input_states`` observations and one slot of the policy's
+key/value cache (:class:`~agentgpt.policy.slots.SlotContexts`). An action is read from the
+agent's last K observations of its current episode, the window the in-process
+:class:`~agentgpt.agent.agent.Actor` acts from, with the same result:
+
+* while an episode holds at most K observations, each step appends one token to the
+  agent's cached context (one new position, however long the context);
+* once the window slides past the episode's first observation, every step reads a new
+  K-observation window, computed from the stored observations as the actor computes it
+  (K positions, in the same batched pass as the other agents).
+
+A new control value for an agent, or new weights, invalidate its cached keys and values
+(they depend on both); its next step recomputes them from the stored observations. All
+agents of one :meth:`PolicyEngine.act` call, whatever their requests, go through one
+forward pass per kind of step (cached, sliding window, and one per rebuilt length).
+
+The engine is not thread-safe: the server calls it from one inference thread, and
+:class:`~agentgpt.serve.client.LocalGPTAPI` from its caller's thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.vector.utils import batch_space, iterate
+
+from agentgpt import wire
+from agentgpt._version import __version__
+from agentgpt.agent.agent import Agent
+from agentgpt.agent.checkpoint import CHECKPOINT_FILE, load_agent
+from agentgpt.policy.encoders import ObsTensors
+from agentgpt.policy.slots import SlotContexts
+from agentgpt.policy.spaces import ObsParts
+from agentgpt.serve import requests as rq
+from agentgpt.service.errors import ApiError, api_error
+
+__all__ = [
+    "DEFAULT_AGENT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_AGENTS",
+    "ActRequest",
+    "LoadedModel",
+    "PolicyEngine",
+    "find_model_dir",
+    "load_model",
+]
+
+DEFAULT_MAX_AGENTS = 1024
+DEFAULT_AGENT_IDLE_TIMEOUT = 600.0
+
+_ACT_FIELDS = frozenset(
+    {"method", "session", "agent_ids", "observations", "terminated_agent_ids", "deterministic"}
+)
+_SAMPLE_FIELDS = frozenset({"method", "session", "agent_ids"})
+_SET_FIELDS = frozenset({"method", "session", "value", "agent_ids"})
+_GET_FIELDS = frozenset({"method", "session", "agent_id", "agent_ids"})
+
+
+# ---------------------------------------------------------------------- the model
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The directory holding ``checkpoint.pt``: ``path`` itself, or its only
+    subdirectory that holds one (a model archive unpacked with its run directory)."""
+    path = Path(path)
+    if (path / CHECKPOINT_FILE).is_file():
+        return path
+    if path.is_dir():
+        found = [d for d in sorted(path.iterdir()) if (d / CHECKPOINT_FILE).is_file()]
+        if len(found) == 1:
+            return found[0]
+    raise FileNotFoundError(f"no {CHECKPOINT_FILE} in {path} (a run or model directory)")
+
+
+def checksum(path: Path) -> str:
+    """``sha256:<hex>`` of a checkpoint file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+@dataclass
+class LoadedModel:
+    """A trained agent with what ``/info`` says about it."""
+
+    agent: Agent
+    checksum: str
+    run_name: str
+    path: Path
+    mtime_ns: int
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load the agent of a run or model directory (trusted local files only)."""
+    directory = find_model_dir(path)
+    file = directory / CHECKPOINT_FILE
+    stat = file.stat()
+    digest = checksum(file)
+    agent = load_agent(directory)
+    return LoadedModel(agent, digest, directory.name, directory, stat.st_mtime_ns)
+
+
+# ---------------------------------------------------------------------- state
+
+
+@dataclass
+class AgentContext:
+    """One agent's sequence: its stored observations and its cache slot."""
+
+    slot: int
+    vector: np.ndarray  # [max_k, vector_dim] raw (unnormalized) float32, a ring
+    discrete: np.ndarray  # [max_k, n_discrete] int64
+    images: list[np.ndarray]  # [max_k, *shape] uint8 each
+    last_used: float
+    #: Observations of the current episode so far (the ring holds the last max_k).
+    steps: int = 0
+    #: Tokens of the current window in the cache slot (valid only for ``generation``).
+    cached: int = 0
+    generation: int = -1
+    cached_control: float = -1.0
+    #: Per-agent control value; None follows the session's.
+    control: float | None = None
+
+    def reset(self) -> None:
+        self.steps = 0
+        self.cached = 0
+
+
+@dataclass
+class Scope:
+    """The agents of one (API key, session) pair and the session's settings."""
+
+    owner: str
+    session: str
+    k: int
+    rng: np.random.Generator
+    generator: torch.Generator
+    control: float = 1.0
+    agents: dict[rq.AgentId, AgentContext] = field(default_factory=dict)
+    last_used: float = 0.0
+
+
+@dataclass
+class ActRequest:
+    """One validated ``select_action`` call, ready for :meth:`PolicyEngine.act`."""
+
+    owner: str
+    session: str
+    agent_ids: list[rq.AgentId]
+    parts: ObsParts
+    terminated: list[rq.AgentId]
+    deterministic: bool
+    #: The spaces it was validated against (a reload with new spaces refuses it).
+    observation_space: gymnasium.Space
+
+    @property
+    def keys(self) -> set[tuple[str, str, Any]]:
+        """What a concurrent request must not share with this one in a batch."""
+        ids = [*self.agent_ids, *self.terminated]
+        return {(self.owner, self.session, (type(i).__name__, i)) for i in ids}
+
+
+def _seed_of(seed: int, owner: str, session: str) -> int:
+    text = f"{seed}\x00{owner}\x00{session}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little")
+
+
+# ---------------------------------------------------------------------- the engine
+
+
+class PolicyEngine:
+    """Acts for many agents, in many sessions, from one trained policy."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        max_agents: int = DEFAULT_MAX_AGENTS,
+        max_agents_per_session: int | None = None,
+        agent_idle_timeout: float = DEFAULT_AGENT_IDLE_TIMEOUT,
+        seed: int = 0,
+    ) -> None:
+        if max_agents < 1:
+            raise ValueError("max_agents must be at least 1")
+        if agent_idle_timeout <= 0:
+            raise ValueError("agent_idle_timeout must be positive")
+        self.max_agents = int(max_agents)
+        self.max_agents_per_session = int(max_agents_per_session or max_agents)
+        if not 1 <= self.max_agents_per_session <= self.max_agents:
+            raise ValueError("max_agents_per_session must be in [1, max_agents]")
+        self.agent_idle_timeout = float(agent_idle_timeout)
+        self.seed = int(seed)
+        self.scopes: dict[tuple[str, str], Scope] = {}
+        #: Who named each session first: another key naming it is refused.
+        self.session_owner: dict[str, str] = {}
+        self.generation = 0
+        self.reloads = 0
+        self.stats = {"forward_passes": 0, "act_calls": 0, "requests": 0, "agents": 0}
+        self._install(model)
+        self._free = list(range(self.max_agents - 1, -1, -1))
+
+    # ------------------------------------------------------------- model swap
+    def _install(self, model: LoadedModel) -> None:
+        self.model = model
+        self.policy = model.agent.policy.eval()
+        self.normalizer = model.agent.obs_normalizer
+        self.observation_space = model.agent.observation_space
+        self.action_space = model.agent.action_space
+        self.obs_codec = self.policy.obs_codec
+        self.action_codec = self.policy.action_codec
+        self.max_k = int(self.policy.max_input_states)
+        self.trained_k = int(self.policy.num_input_states)
+        self.contexts = SlotContexts(self.policy, self.max_agents, self.max_k)
+        self._observation_wire = wire.space_to_wire(self.observation_space)
+        self._action_wire = wire.space_to_wire(self.action_space)
+        self._batched_actions: dict[int, gymnasium.Space] = {}
+        self.generation += 1
+
+    def swap(self, model: LoadedModel) -> bool:
+        """Act with ``model`` from the next call on. Agents keep their contexts when the
+        spaces and the longest context are unchanged; returns whether they were kept."""
+        old_obs, old_act, old_max = self.observation_space, self.action_space, self.max_k
+        self._install(model)
+        self.reloads += 1
+        keep = (
+            old_obs == self.observation_space
+            and old_act == self.action_space
+            and old_max == self.max_k
+        )
+        for scope in self.scopes.values():
+            scope.k = min(scope.k, self.max_k)
+            if not keep:
+                for agent in scope.agents.values():
+                    self._free.append(agent.slot)
+                scope.agents.clear()
+        return keep
+
+    # ------------------------------------------------------------- scopes
+    def scope(self, owner: str, session: str, now: float | None = None) -> Scope:
+        """The caller's scope for ``session`` (made on first use)."""
+        holder = self.session_owner.get(session)
+        if holder is not None and holder != owner and session:
+            raise api_error(
+                "session_forbidden",
+                f"session {session!r} belongs to another API key; name another session",
+            )
+        key = (owner, session)
+        scope = self.scopes.get(key)
+        if scope is None:
+            seed = _seed_of(self.seed, owner, session)
+            scope = Scope(
+                owner,
+                session,
+                self.trained_k,
+                np.random.default_rng(seed),
+                torch.Generator().manual_seed(seed % (2**63)),
+            )
+            self.scopes[key] = scope
+            if session:
+                self.session_owner[session] = owner
+        scope.last_used = time.monotonic() if now is None else now
+        return scope
+
+    def _new_agent(self, now: float) -> AgentContext:
+        codec = self.obs_codec
+        return AgentContext(
+            slot=self._free.pop(),
+            vector=np.zeros((self.max_k, codec.vector_dim), np.float32),
+            discrete=np.zeros((self.max_k, len(codec.discrete_sizes)), np.int64),
+            images=[np.zeros((self.max_k, *s), np.uint8) for s in codec.image_shapes],
+            last_used=now,
+        )
+
+    def _drop(self, scope: Scope, agent_id: rq.AgentId) -> None:
+        agent = scope.agents.pop(agent_id, None)
+        if agent is not None:
+            self._free.append(agent.slot)
+
+    def evict_idle(self, now: float | None = None) -> int:
+        """Forget agents idle longer than the timeout, and sessions left empty and idle;
+        returns how many agents were evicted."""
+        now = time.monotonic() if now is None else now
+        deadline = now - self.agent_idle_timeout
+        evicted = 0
+        for key, scope in list(self.scopes.items()):
+            for agent_id in [i for i, a in scope.agents.items() if a.last_used < deadline]:
+                self._drop(scope, agent_id)
+                evicted += 1
+            if not scope.agents and scope.last_used < deadline:
+                del self.scopes[key]
+                if scope.session and self.session_owner.get(scope.session) == scope.owner:
+                    del self.session_owner[scope.session]
+        return evicted
+
+    @property
+    def num_agents(self) -> int:
+        return self.max_agents - len(self._free)
+
+    # ------------------------------------------------------------- select_action
+    def prepare_act(self, owner: str, payload: Mapping[str, Any]) -> ActRequest:
+        """Validate a ``select_action`` body and encode its observations (no state is
+        touched, so a refused request changes nothing)."""
+        rq.refuse_unknown_fields(payload, _ACT_FIELDS)
+        session = rq.parse_session(payload)
+        ids = rq.parse_agent_ids(payload)
+        assert ids is not None
+        if not ids:
+            raise rq.invalid("agent_ids must list at least one agent")
+        if len(ids) > self.max_agents_per_session:
+            raise api_error(
+                "too_many_agents",
+                f"{len(ids)} agents in one call; a session holds at most "
+                f"{self.max_agents_per_session}",
+            )
+        terminated = rq.parse_agent_ids(payload, "terminated_agent_ids", required=False) or []
+        deterministic = rq.parse_bool(payload, "deterministic", True)
+        space = self.observation_space
+        batch = rq.parse_observations(space, payload, ids)
+        parts = self.obs_codec.encode(batch, len(ids))
+        return ActRequest(owner, session, ids, parts, terminated, deterministic, space)
+
+    def act(self, requests: list[ActRequest]) -> list[dict[str, Any] | ApiError]:
+        """Actions for every request, through as few forward passes as possible; each
+        entry is the answer or the error of the request at its index. The requests'
+        agents must be distinct (the server batches only such requests)."""
+        now = time.monotonic()
+        results: list[dict[str, Any] | ApiError | None] = [None] * len(requests)
+        # Per agent row of the batch: (request index, position, agent, scope).
+        rows: list[tuple[int, int, AgentContext, Scope]] = []
+        for r, request in enumerate(requests):
+            try:
+                rows.extend((r, i, a, s) for i, a, s in self._admit(request, now))
+            except ApiError as error:
+                results[r] = error
+        if rows:
+            self._forward(requests, rows, results)
+        self.stats["act_calls"] += 1
+        self.stats["requests"] += len(requests)
+        self.stats["agents"] += len(rows)
+        return [r if r is not None else api_error("internal_error", "no answer") for r in results]
+
+    def _admit(self, request: ActRequest, now: float) -> list[tuple[int, AgentContext, Scope]]:
+        """Start, end and extend the request's agents; their stored windows."""
+        space = request.observation_space
+        if space is not self.observation_space and space != self.observation_space:
+            raise rq.invalid(
+                "the served model changed its observation space during this call; "
+                "read /info and send observations of the new space"
+            )
+        scope = self.scope(request.owner, request.session, now)
+        new = [i for i in request.agent_ids if i not in scope.agents]
+        if len(scope.agents) + len(new) > self.max_agents_per_session:
+            raise api_error(
+                "too_many_agents",
+                f"session {request.session!r} would hold {len(scope.agents) + len(new)} agents;"
+                f" the limit is {self.max_agents_per_session} (end agents with "
+                "terminated_agent_ids, or let idle ones expire)",
+            )
+        if len(new) > len(self._free):
+            raise api_error(
+                "too_many_agents",
+                f"the server holds {self.num_agents} agents of {self.max_agents}; "
+                "retry when idle agents have expired",
+            )
+        for agent_id in request.terminated:
+            agent = scope.agents.get(agent_id)
+            if agent is not None:
+                agent.reset()
+        admitted = []
+        parts = request.parts
+        for i, agent_id in enumerate(request.agent_ids):
+            agent = scope.agents.get(agent_id)
+            if agent is None:
+                agent = scope.agents[agent_id] = self._new_agent(now)
+            index = agent.steps % self.max_k
+            agent.vector[index] = parts.vector[i]
+            agent.discrete[index] = parts.discrete[i]
+            for ring, frames in zip(agent.images, parts.images, strict=True):
+                ring[index] = frames[i]
+            agent.steps += 1
+            agent.last_used = now
+            admitted.append((i, agent, scope))
+        return admitted
+
+    @torch.inference_mode()
+    def _forward(
+        self,
+        requests: list[ActRequest],
+        rows: list[tuple[int, int, AgentContext, Scope]],
+        results: list[Any],
+    ) -> None:
+        codec = self.action_codec
+        count = len(rows)
+        disc = np.zeros((count, codec.num_discrete), np.int64)
+        cont = np.zeros((count, codec.continuous_dim), np.float32)
+        controls = np.empty(count, np.float64)
+        # Rows by how they are computed: ("extend", 1) adds the new token to the cached
+        # context; ("rebuild", w) recomputes a w-token window into the cache, to be
+        # extended next step; ("window", K) reads a full, sliding K-token window that the
+        # next step replaces anyway, so it is computed without touching the cache.
+        groups: dict[tuple[str, int], list[int]] = {}
+        for row, (_, _, agent, scope) in enumerate(rows):
+            control = scope.control if agent.control is None else agent.control
+            controls[row] = control
+            fresh = (
+                agent.generation == self.generation
+                and agent.cached_control == control
+                and agent.steps <= scope.k
+                and agent.cached == agent.steps - 1
+            )
+            if fresh:
+                key = ("extend", 1)
+            elif agent.steps >= scope.k:
+                key = ("window", scope.k)
+            else:
+                key = ("rebuild", agent.steps)
+            groups.setdefault(key, []).append(row)
+        for (how, steps), members in groups.items():
+            agents = [rows[m][2] for m in members]
+            control = torch.from_numpy(controls[members].astype(np.float32))
+            obs, starts = self._tokens(agents, steps)
+            if how == "window":
+                valid = torch.ones(len(agents), steps, dtype=torch.bool)
+                out = self.policy.forward_window(obs, valid, control)
+            else:
+                slots = torch.tensor([a.slot for a in agents], dtype=torch.long)
+                # A rebuilt window, or a new episode's first token, starts an empty slot.
+                empty = [a.slot for a in agents if how == "rebuild" or a.cached == 0]
+                if empty:
+                    self.contexts.clear(torch.tensor(empty, dtype=torch.long))
+                out = self.contexts.extend(
+                    slots, obs, starts, control.unsqueeze(1).expand(-1, steps).contiguous()
+                )
+            self.stats["forward_passes"] += 1
+            mode_d, mode_c = out.dist.mode()
+            d, c = mode_d.numpy(), mode_c.numpy()
+            stochastic = [
+                j for j, m in enumerate(members) if not requests[rows[m][0]].deterministic
+            ]
+            if stochastic:
+                sample_d, sample_c = out.dist.sample(rows[members[stochastic[0]]][3].generator)
+                d, c = d.copy(), c.copy()
+                d[stochastic] = sample_d.numpy()[stochastic]
+                c[stochastic] = sample_c.numpy()[stochastic]
+            disc[members] = d
+            cont[members] = c
+            for agent, control_value in zip(agents, controls[members], strict=True):
+                # Tokens of the current window now in the slot (-1: the slot holds none).
+                agent.cached = {"extend": agent.cached + 1, "rebuild": steps, "window": -1}[how]
+                agent.generation = self.generation
+                agent.cached_control = float(control_value)
+        # Control mixing and the answers, per request (each with its session's stream).
+        by_request: dict[int, list[int]] = {}
+        for row, (r, _, _, _) in enumerate(rows):
+            by_request.setdefault(r, []).append(row)
+        for r, members in by_request.items():
+            scope = rows[members[0]][3]
+            d, c = disc[members], cont[members]
+            codec.mix_random(scope.rng, d, c, controls[members])
+            actions = codec.to_env(d, c)
+            results[r] = {"actions": self.actions_to_wire(actions, len(members))}
+
+    def _tokens(self, agents: list[AgentContext], steps: int) -> tuple[ObsTensors, torch.Tensor]:
+        """The last ``steps`` stored observations of each agent: ``[B, steps, ...]``
+        tokens (normalized) and their episode-start flags."""
+        ends = np.array([a.steps for a in agents], np.int64)
+        positions = ends[:, None] - steps + np.arange(steps)  # episode step of each token
+        index = positions % self.max_k
+        pick = np.arange(len(agents))[:, None]
+        vector = np.stack([a.vector for a in agents])[pick, index]
+        discrete = np.stack([a.discrete for a in agents])[pick, index]
+        images = [
+            np.stack([a.images[j] for a in agents])[pick, index]
+            for j in range(len(self.obs_codec.image_shapes))
+        ]
+        normalized = self.normalizer.normalize(vector.reshape(-1, vector.shape[-1]))
+        obs = ObsTensors(
+            torch.from_numpy(np.ascontiguousarray(normalized.reshape(vector.shape), np.float32)),
+            torch.from_numpy(discrete),
+            [torch.from_numpy(f) for f in images],
+        )
+        starts = torch.zeros(len(agents), steps, dtype=torch.bool)
+        starts[:, 0] = True
+        if steps == 1:
+            starts[:, 0] = torch.from_numpy(ends == 1)
+        return obs, starts
+
+    def actions_to_wire(self, actions: Any, count: int) -> Any:
+        """A batch of actions as the answer carries it: one stacked array for array
+        spaces (in JSON, the list of per-agent values), else a list of per-agent values."""
+        space = self.action_space
+        if isinstance(
+            space,
+            (
+                gymnasium.spaces.Discrete,
+                gymnasium.spaces.MultiDiscrete,
+                gymnasium.spaces.MultiBinary,
+                gymnasium.spaces.Box,
+            ),
+        ):
+            return np.ascontiguousarray(actions)
+        batched = self._batched_actions.get(count)
+        if batched is None:
+            batched = self._batched_actions[count] = batch_space(space, count)
+        return [wire.value_to_wire(space, a) for a in iterate(batched, actions)]
+
+    # ------------------------------------------------------------- other calls
+    def sample_action(self, owner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Uniformly random valid actions (the session's seeded stream)."""
+        rq.refuse_unknown_fields(payload, _SAMPLE_FIELDS)
+        scope = self.scope(owner, rq.parse_session(payload))
+        ids = rq.parse_agent_ids(payload)
+        assert ids is not None
+        if len(ids) > self.max_agents_per_session:
+            raise api_error("too_many_agents", f"{len(ids)} agents in one call")
+        if not ids:
+            return {"actions": []}
+        d, c = self.action_codec.sample_random(scope.rng, len(ids))
+        return {"actions": self.actions_to_wire(self.action_codec.to_env(d, c), len(ids))}
+
+    def set_control_value(self, owner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The session's control value, or that of the listed agents."""
+        rq.refuse_unknown_fields(payload, _SET_FIELDS)
+        session = rq.parse_session(payload)
+        if "value" not in payload:
+            raise rq.invalid("value is required: a control value in [0, 1]")
+        value = rq.parse_control(payload["value"])
+        ids = rq.parse_agent_ids(payload, required=False)
+        scope = self.scope(owner, session)
+        if ids is None:
+            scope.control = value
+            for agent in scope.agents.values():
+                agent.control = None
+            return {"value": value}
+        new = [i for i in ids if i not in scope.agents]
+        if len(scope.agents) + len(new) > self.max_agents_per_session or len(new) > len(self._free):
+            raise api_error("too_many_agents", "no room for the listed agents")
+        now = time.monotonic()
+        for agent_id in ids:
+            agent = scope.agents.get(agent_id)
+            if agent is None:
+                agent = scope.agents[agent_id] = self._new_agent(now)
+            agent.control = value
+            agent.last_used = now
+        return {"value": value, "agent_ids": ids}
+
+    def get_control_value(self, owner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The session's control value, or one agent's (``agent_id``)."""
+        rq.refuse_unknown_fields(payload, _GET_FIELDS)
+        scope = self.scope(owner, rq.parse_session(payload))
+        raw = payload.get("agent_id")
+        if raw is None:
+            ids = rq.parse_agent_ids(payload, required=False)
+            if ids:
+                values = [self._agent_control(scope, i) for i in ids]
+                return {"values": values, "agent_ids": ids}
+            return {"value": scope.control}
+        return {"value": self._agent_control(scope, self._lookup_id(scope, raw))}
+
+    def _agent_control(self, scope: Scope, agent_id: rq.AgentId) -> float:
+        agent = scope.agents.get(agent_id)
+        if agent is None or agent.control is None:
+            return scope.control
+        return agent.control
+
+    @staticmethod
+    def _lookup_id(scope: Scope, raw: Any) -> rq.AgentId:
+        """An id from a query string (text): an id of that text, else that integer."""
+        if isinstance(raw, str) and raw not in scope.agents:
+            try:
+                number = int(raw)
+            except ValueError:
+                return raw
+            return number if number in scope.agents else raw
+        return rq.parse_agent_ids({"agent_ids": [raw]})[0]  # type: ignore[index]
+
+    def set_num_input_states(self, owner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        rq.refuse_unknown_fields(payload, _SET_FIELDS - {"agent_ids"})
+        scope = self.scope(owner, rq.parse_session(payload))
+        if "value" not in payload:
+            raise rq.invalid(f"value is required: a context length in [1, {self.max_k}]")
+        scope.k = rq.parse_num_input_states(payload["value"], self.max_k)
+        return {"value": scope.k}
+
+    def get_num_input_states(self, owner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        rq.refuse_unknown_fields(payload, _GET_FIELDS - {"agent_id", "agent_ids"})
+        scope = self.scope(owner, rq.parse_session(payload))
+        return {"value": scope.k, "max": self.max_k}
+
+    def info(
+        self, owner: str, payload: Mapping[str, Any], limits: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Spaces, context lengths, the model and the limits clients can see."""
+        rq.refuse_unknown_fields(payload, frozenset({"method", "session"}))
+        scope = self.scope(owner, rq.parse_session(payload))
+        return {
+            "observation_space": self._observation_wire,
+            "action_space": self._action_wire,
+            "num_input_states": scope.k,
+            "max_input_states": self.max_k,
+            "trained_num_input_states": self.trained_k,
+            "control_value": scope.control,
+            "model_checksum": self.model.checksum,
+            "run_name": self.model.run_name,
+            "env_id": self.model.agent.env.env_id,
+            "version": __version__,
+            "reloads": self.reloads,
+            "limits": {
+                "max_agents_per_session": self.max_agents_per_session,
+                "max_agents": self.max_agents,
+                "agent_idle_timeout_s": self.agent_idle_timeout,
+                "idle_agents": "evicted; the next observation of an evicted agent starts a new context",
+                **limits,
+            },
+            "stats": {**self.stats, "agents_held": self.num_agents},
+        }

@@ -1,0 +1,225 @@
+"""A service's routes over one WebSocket: the streaming session.
+
+Every HTTP request pays for a request head, its parsing, a response head and a write of
+each; a client that steps an env thousands of times a second spends most of its time
+there. The streaming session carries the same requests and answers as frames on one
+long-lived WebSocket (``GET /stream``, upgraded), with the same key checked once, at the
+upgrade, and the same handlers behind it, so nothing about an env's behaviour depends on
+how its requests travel.
+
+Frames (``docs/protocol.md``, "Streaming session"): a request is a map
+``{"id": n, "path": "/step", "body": {...}}`` (``"method": "GET"`` for a GET route, whose
+``body`` is then its query parameters); its answer is ``{"id": n, "status": 200, "body":
+{...}}`` or ``{"id": n, "status": 4xx|5xx, "error": {"type", "message"}}`` with the HTTP
+route's status and error vocabulary. Binary frames carry MessagePack, text frames JSON;
+an answer comes in the kind of frame its request came in. Requests run concurrently, so
+answers may come back in any order: the client matches them by ``id``. At most
+``max_in_flight`` requests of one connection run at once; the connection is not read
+further until one finishes, so a client that sends without reading its answers is held
+back by TCP instead of growing the server's memory. A frame that is not a request map
+gets an error answer with ``id`` null (``bad_request``, or ``payload_too_large`` over
+the body limit) and the connection is closed: after garbage, no
+later frame of that stream can be trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agentgpt import wire
+from agentgpt.protocol.keys import AUTHORIZATION_HEADER
+from agentgpt.service import errors
+from agentgpt.service.keys import ApiKeys
+
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "stream_endpoint"]
+
+#: Requests of one connection that may run at once.
+DEFAULT_MAX_IN_FLIGHT = 256
+
+#: WebSocket close codes (RFC 6455): the peer broke the protocol's rules / a frame too big
+#: / the server is going away.
+_CLOSE_POLICY = 1008
+_CLOSE_TOO_BIG = 1009
+_CLOSE_PROTOCOL = 1002
+
+_METHODS = ("POST", "GET")
+
+
+class _BadFrame(Exception):
+    """A frame that is not a request of this protocol (``error_type`` says how)."""
+
+    def __init__(self, message: str, error_type: str = "bad_request") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def stream_endpoint(
+    *,
+    post: Mapping[str, Callable[[str, dict[str, Any]], Any]],
+    get: Mapping[str, Callable[[str, dict[str, Any]], Any]],
+    keys: ApiKeys,
+    max_frame_bytes: int,
+    debug: bool,
+    logger: logging.Logger,
+    unencodable: Callable[[Exception], errors.ApiError] = errors.internal_error,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> Callable[[WebSocket], Any]:
+    """The WebSocket endpoint serving ``post`` and ``get`` handlers (those of the service's
+    HTTP routes) as a streaming session; ``max_frame_bytes`` is the body limit."""
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be positive")
+    handlers = {"POST": dict(post), "GET": dict(get)}
+
+    async def endpoint(websocket: WebSocket) -> None:
+        try:
+            owner = keys.owner_for(websocket.headers.get(AUTHORIZATION_HEADER))
+        except errors.ApiError:
+            # Closing before accepting refuses the upgrade: the client sees HTTP 403.
+            await websocket.close(code=_CLOSE_POLICY)
+            return
+        await websocket.accept()
+        session = _Session(websocket, owner, handlers, max_frame_bytes, debug, logger, unencodable)
+        await session.run(max_in_flight)
+
+    return endpoint
+
+
+class _Session:
+    """One accepted connection: reads frames, runs each request as a task, writes answers."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        owner: str,
+        handlers: dict[str, dict[str, Any]],
+        max_frame_bytes: int,
+        debug: bool,
+        logger: logging.Logger,
+        unencodable: Callable[[Exception], errors.ApiError],
+    ) -> None:
+        self.websocket = websocket
+        self.owner = owner
+        self.handlers = handlers
+        self.max_frame_bytes = max_frame_bytes
+        self.debug = debug
+        self.logger = logger
+        self.unencodable = unencodable
+        self.send_lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, max_in_flight: int) -> None:
+        slots = asyncio.Semaphore(max_in_flight)
+        try:
+            while True:
+                await slots.acquire()  # backpressure: read no further while full
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                binary = message.get("bytes") is not None
+                data = message["bytes"] if binary else message.get("text")
+                try:
+                    request = self._parse(data, binary)
+                except _BadFrame as exc:
+                    await self._refuse_frame(exc, binary)
+                    return
+                task = asyncio.create_task(self._answer(request, binary, slots))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        except WebSocketDisconnect:
+            return
+        finally:
+            for task in list(self.tasks):
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _parse(self, data: Any, binary: bool) -> tuple[Any, str, str, dict[str, Any]]:
+        if data is None:
+            raise _BadFrame("an empty frame")
+        if len(data) > self.max_frame_bytes:
+            raise _BadFrame(
+                f"a frame of {len(data)} bytes exceeds the limit of {self.max_frame_bytes}",
+                "payload_too_large",
+            )
+        media_type = wire.MSGPACK_MEDIA_TYPE if binary else wire.JSON_MEDIA_TYPE
+        try:
+            frame = wire.decode(data if binary else data.encode("utf-8"), media_type)
+        except wire.WireError as exc:
+            raise _BadFrame(f"undecodable frame ({exc})") from None
+        if not isinstance(frame, dict):
+            raise _BadFrame("a frame must be a map")
+        request_id = frame.get("id")
+        if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+            raise _BadFrame("a request needs an integer or string 'id'")
+        path = frame.get("path")
+        method = frame.get("method", "POST")
+        body = frame.get("body", {})
+        if not isinstance(path, str) or method not in _METHODS or not isinstance(body, dict):
+            raise _BadFrame("a request is {'id', 'path': str, 'method': 'POST'|'GET', 'body': map}")
+        return request_id, method, path, body
+
+    async def _answer(
+        self, request: tuple[Any, str, str, dict[str, Any]], binary: bool, slots: Any
+    ) -> None:
+        request_id, method, path, body = request
+        try:
+            handler = self.handlers[method].get(path)
+            try:
+                if handler is None:
+                    raise errors.not_found(f"no {method} route {path!r}")
+                result = await handler(self.owner, body)
+                answer = {"id": request_id, "status": 200, "body": result}
+                try:
+                    frame = self._encode(answer, binary)
+                except Exception as exc:
+                    raise self.unencodable(exc) from exc
+            except errors.ApiError as error:
+                frame = self._encode(self._error(request_id, error), binary)
+            except Exception as exc:
+                frame = self._encode(self._error(request_id, errors.internal_error(exc)), binary)
+            await self._send(frame, binary)
+        finally:
+            slots.release()
+
+    def _error(self, request_id: Any, error: errors.ApiError) -> dict[str, Any]:
+        if error.status >= 500:
+            self.logger.error("%s: %s", error.error_type, error.message)
+        answer = errors.error_body(error, self.debug)
+        answer["id"] = request_id
+        answer["status"] = error.status
+        return answer
+
+    @staticmethod
+    def _encode(answer: dict[str, Any], binary: bool) -> Any:
+        if binary:
+            return wire.encode(answer, wire.MSGPACK_MEDIA_TYPE)
+        return wire.encode(answer, wire.JSON_MEDIA_TYPE).decode("utf-8")
+
+    async def _send(self, frame: Any, binary: bool) -> None:
+        async with self.send_lock:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                if binary:
+                    await self.websocket.send_bytes(frame)
+                else:
+                    await self.websocket.send_text(frame)
+
+    async def _refuse_frame(self, problem: _BadFrame, binary: bool) -> None:
+        if problem.error_type == "payload_too_large":
+            error = errors.api_error(problem.error_type, str(problem))
+        else:
+            error = errors.api_error(
+                problem.error_type, f"not a request of the streaming session: {problem}"
+            )
+        answer = errors.error_body(error)
+        answer["id"] = None
+        answer["status"] = error.status
+        await self._send(self._encode(answer, binary), binary)
+        code = _CLOSE_TOO_BIG if problem.error_type == "payload_too_large" else _CLOSE_PROTOCOL
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.websocket.close(code=code)
