@@ -52,7 +52,10 @@ while data := conn.recv(65536):
 _SERVE = """
 import sys
 from agentgpt.envhost import EnvServer
-EnvServer(api_keys=[sys.argv[2]]).run(host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+inline = ["CartPole-v1"] if sys.argv[3] == "inline" else []
+EnvServer(api_keys=[sys.argv[2]], inline_envs=inline).run(
+    host="127.0.0.1", port=int(sys.argv[1]), log_level="warning"
+)
 """
 
 
@@ -105,14 +108,16 @@ class Meter:
 
 
 @contextlib.contextmanager
-def server_process(api_key: str, startup_timeout: float = 60.0) -> Iterator[tuple[str, int]]:
+def server_process(
+    api_key: str, inline: bool = False, startup_timeout: float = 60.0
+) -> Iterator[tuple[str, int]]:
     """Start an env server in a child process; yield its URL and pid once it answers.
 
     The server binds port 0 itself and prints the URL, so no other process can take the
     port between choosing and binding it.
     """
     process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, "0", api_key],
+        [sys.executable, "-c", _SERVE, "0", api_key, "inline" if inline else "threads"],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         text=True,
@@ -209,11 +214,14 @@ def run(
     iterations: int,
     num_envs: int,
     repeat: int,
+    inline: tuple[str, int] | None = None,
 ) -> list[Result]:
     """Every measurement, each the fastest of ``repeat`` timed runs on the same env.
 
     The fastest run is the one least disturbed by other processes on the machine, which is
-    what a comparison between local and remote stepping needs.
+    what a comparison between local and remote stepping needs. ``inline``: the URL and
+    pid of a second server that runs CartPole's calls on its event loop (``inline_envs``),
+    measured over the stream too.
     """
     warmup = max(steps // 10, 50)
     vector_warmup = max(iterations // 10, 5)
@@ -240,19 +248,26 @@ def run(
     local_vector = f"local {num_envs}-env vector"
     with gymnasium.make(ENV_NAME) as env:
         best(single, env, local_meter, local_single, None)
-    for transport, encoding in WAYS:
-        with RemoteEnv(url, ENV_NAME, api_key, encoding=encoding, transport=transport) as env:
-            name = f"{transport} {encoding} single env"
-            best(single, env, remote_meter, name, local_single)
+    servers = [("", url, remote_meter)]
+    if inline is not None:
+        servers.append((" inline", inline[0], Meter(inline[1])))
+    ways = [(t, e, label, u, m) for label, u, m in servers for t, e in WAYS]
+    ways = [w for w in ways if not w[2] or w[0] == "stream"]
+    for transport, encoding, label, server_url, meter in ways:
+        with RemoteEnv(
+            server_url, ENV_NAME, api_key, encoding=encoding, transport=transport
+        ) as env:
+            name = f"{transport} {encoding}{label} single env"
+            best(single, env, meter, name, local_single)
     local = gymnasium.make_vec(ENV_NAME, num_envs=num_envs, vectorization_mode="sync")
     best(vector, local, local_meter, local_vector, None)
     local.close()
-    for transport, encoding in WAYS:
+    for transport, encoding, label, server_url, meter in ways:
         with RemoteVectorEnv(
-            url, ENV_NAME, num_envs, api_key, encoding=encoding, transport=transport
+            server_url, ENV_NAME, num_envs, api_key, encoding=encoding, transport=transport
         ) as env:
-            name = f"{transport} {encoding} {num_envs}-env vector"
-            best(vector, env, remote_meter, name, local_vector)
+            name = f"{transport} {encoding}{label} {num_envs}-env vector"
+            best(vector, env, meter, name, local_vector)
     return results
 
 
@@ -307,8 +322,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     else:
         key = secrets.token_hex(16)
-        with server_process(key) as (url, pid):
-            results = run(url, key, pid, args.steps, args.iterations, args.num_envs, args.repeat)
+        with server_process(key) as (url, pid), server_process(key, inline=True) as fast:
+            results = run(
+                url, key, pid, args.steps, args.iterations, args.num_envs, args.repeat, fast
+            )
     print(f"{os.cpu_count()} CPU cores, 1-minute load average {load:.2f} at start")
     print(format_table(results))
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -59,6 +60,8 @@ logger = logging.getLogger("agentgpt.envhost")
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_ENVS_PER_KEY = 256
 DEFAULT_IDLE_TIMEOUT = 3600.0
+#: Longest call an inline env may make before it goes back to the worker threads.
+DEFAULT_INLINE_LIMIT = 0.005
 _SHUTDOWN_CLOSE_TIMEOUT = 10.0
 
 
@@ -103,6 +106,11 @@ class EnvServer:
     key, passed to envs although they name code, another env or a resource (``"*"``: all;
     :mod:`agentgpt.envhost.kwargs`). ``allowed_hosts`` and ``allowed_origins``: ``Host``
     names and web-page origins accepted besides the defaults (``docs/security.md``).
+    ``inline_envs``: env names whose resets and steps run on the server's event loop
+    instead of a worker thread, which saves a thread hand-off per call; only for envs
+    whose calls take microseconds (a classic-control env), since the loop serves nobody
+    else during such a call. An inline env whose call takes longer than
+    ``inline_limit`` seconds goes back to a worker thread for good, with a warning.
     ``.app`` is the ASGI app; ``.run()`` serves it with uvicorn.
     """
 
@@ -119,6 +127,8 @@ class EnvServer:
         allow_kwargs: Iterable[str] | None = None,
         allowed_hosts: Iterable[str] = (),
         allowed_origins: Iterable[str] = (),
+        inline_envs: Iterable[str] = (),
+        inline_limit: float = DEFAULT_INLINE_LIMIT,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
@@ -137,6 +147,10 @@ class EnvServer:
         self._openapi: Payload | None = None
         self._max_threads = max_threads
         self._workers: WorkerPool | None = None
+        if isinstance(inline_envs, str):
+            raise TypeError("inline_envs must be a list of env names, not a single string")
+        self.inline_envs = frozenset(inline_envs)
+        self.inline_limit = float(inline_limit)
         self._closing: set[asyncio.Task] = set()
         #: The ASGI application (Starlette).
         self.app = service_app(
@@ -244,16 +258,42 @@ class EnvServer:
             error.debug_traceback = None
 
     async def _call(self, session: Session, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` in a worker thread, serialized with every other call on ``session``."""
+        """Run ``fn`` in a worker thread (on the loop for an inline env), serialized with
+        every other call on ``session``."""
         session.in_flight += 1
         try:
             async with session.lock:
                 if session.closed:
                     raise errors.env_not_found(f"env {session.key!r} was closed")
+                if session.inline:
+                    return self._inline(session, fn, *args)
                 return await self._in_thread(fn, *args)
         finally:
             session.in_flight -= 1
             self.table.touch(session)
+
+    def _inline(self, session: Session, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` right here on the event loop; a call that takes too long sends
+        the env back to the worker threads for good."""
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        except errors.ApiError as error:
+            if error.debug_traceback is not None:
+                self._keep_traceback(error)
+            raise
+        finally:
+            took = time.perf_counter() - started
+            if took > self.inline_limit:
+                session.inline = False
+                logger.warning(
+                    "env %s (%s) took %.1f ms in one call, over the inline limit of %.1f ms;"
+                    " its calls run in worker threads from now on",
+                    session.key,
+                    session.name,
+                    took * 1e3,
+                    self.inline_limit * 1e3,
+                )
 
     def _schedule_close(self, session: Session) -> None:
         task = asyncio.get_running_loop().create_task(self._close_session(session))
@@ -309,6 +349,7 @@ class EnvServer:
 
     def _made(self, owner: str, name: str, adapter: Any, processes: int = 0) -> Payload:
         session = self.table.add(owner, name, adapter, processes)
+        session.inline = name in self.inline_envs and not processes
         logger.info(
             "made %s env %s (%s, %d sub-envs) for %s",
             adapter.kind,

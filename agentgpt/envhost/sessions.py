@@ -43,6 +43,9 @@ class Session:
     in_flight: int = 0
     #: Processes the env runs (one per sub-env of an async vector env, else none).
     processes: int = 0
+    #: Whether its calls run on the event loop itself (an env its operator marked fast,
+    #: until one call proves slow), rather than in a worker thread.
+    inline: bool = False
 
     @property
     def num_envs(self) -> int:

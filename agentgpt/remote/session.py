@@ -9,7 +9,7 @@ from agentgpt.protocol.answers import read_env_key
 from agentgpt.protocol.fields import INCARNATION
 from agentgpt.protocol.requests import close_request
 from agentgpt.remote.base_transport import BaseTransport
-from agentgpt.remote.connect import DEFAULT_TRANSPORT, TransportKind, open_transport
+from agentgpt.remote.connect import TransportKind, open_transport
 from agentgpt.remote.errors import ClientClosedError, NoAnswerError, NotFoundError
 from agentgpt.remote.transport import Encoding
 
@@ -58,7 +58,7 @@ class RemoteSession:
             transport = open_transport(
                 url,
                 api_key,
-                kind=transport or DEFAULT_TRANSPORT,
+                kind=transport,
                 encoding=encoding,
                 timeout=timeout,
                 connect_timeout=connect_timeout,

@@ -78,7 +78,7 @@ class StreamTransport(BaseTransport):
         self.connect_timeout = connect_timeout
         self._binary = encoding == "msgpack"
         self._media_type = MSGPACK_MEDIA_TYPE if self._binary else JSON_MEDIA_TYPE
-        self._destination = Destination(parts, tls_context)
+        self._destination = Destination(parts, tls_context, tunnel=True)
         scheme = "wss" if parts.scheme == "https" else "ws"
         self._uri = f"{scheme}://{self._destination.host}{parts.path.rstrip('/')}{routes.STREAM}"
         self._api_key = api_key
@@ -207,12 +207,6 @@ class StreamTransport(BaseTransport):
         request = protocol.connect()
         if self._api_key:
             request.headers["Authorization"] = f"Bearer {self._api_key}"
-        if self._destination.plain_proxy:
-            raise StreamRefused(
-                None,
-                "stream_refused",
-                f"{self.base_url} is reached through an HTTP proxy, which carries no WebSocket",
-            )
         protocol.send_request(request)
         self._flush(protocol, sock)
         while protocol.handshake_exc is None and not _handshake_done(protocol):
@@ -307,13 +301,12 @@ def _refusal(base_url: str, exc: BaseException | None) -> RemoteEnvError:
     """The error for an upgrade that did not happen: a wrong key, or no stream there."""
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
-        if status in (401, 403):
+        if status == 401:
             return remote_error(
-                401,
-                "unauthorized",
-                f"{base_url} refused the stream (HTTP {status}): a missing or wrong API key,"
-                " or a host name the server does not answer to",
+                401, "unauthorized", f"{base_url} refused the stream: missing or wrong API key"
             )
+        # A server without the stream (Starlette refuses unknown WebSocket routes with
+        # 403), a proxy that does not pass WebSockets (400, 404, 426, 502, ...).
         return StreamRefused(
             status, "stream_refused", f"{base_url} offers no streaming session (HTTP {status})"
         )

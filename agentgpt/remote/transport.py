@@ -112,9 +112,13 @@ class Destination:
 
     Built once per transport from its URL and the environment; :meth:`open` gives a
     connected socket (TLS to the server for ``https://``), ready for the first request.
+    Through a proxy, ``https://`` (and anything with ``tunnel``, such as a WebSocket)
+    goes through a ``CONNECT`` tunnel; plain HTTP is sent to the proxy in absolute form.
     """
 
-    def __init__(self, parts: SplitResult, tls_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, parts: SplitResult, tls_context: ssl.SSLContext | None, tunnel: bool = False
+    ) -> None:
         self.address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         self.tls = None
         if parts.scheme == "https":
@@ -125,7 +129,7 @@ class Destination:
         self.proxy_auth = "" if self.proxy is None else _proxy_authorization(self.proxy)
         #: ``CONNECT`` request that opens a tunnel to an https server through the proxy.
         self.connect_request = b""
-        if self.proxy is not None and self.tls is not None:
+        if self.proxy is not None and (self.tls is not None or tunnel):
             authority = f"{self.address[0]}:{self.address[1]}"
             if ":" in self.address[0]:
                 authority = f"[{self.address[0]}]:{self.address[1]}"
@@ -136,7 +140,7 @@ class Destination:
     @property
     def plain_proxy(self) -> bool:
         """Whether requests go to an HTTP proxy in absolute form (plain HTTP, proxied)."""
-        return self.proxy is not None and self.tls is None
+        return self.proxy is not None and not self.connect_request
 
     def open(self, connect_timeout: float | None, timeout: float | None) -> socket.socket:
         """A socket connected to the server (through the proxy's tunnel for https)."""

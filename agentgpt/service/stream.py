@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agentgpt import wire
@@ -79,15 +80,30 @@ def stream_endpoint(
     async def endpoint(websocket: WebSocket) -> None:
         try:
             owner = keys.owner_for(websocket.headers.get(AUTHORIZATION_HEADER))
-        except errors.ApiError:
-            # Closing before accepting refuses the upgrade: the client sees HTTP 403.
-            await websocket.close(code=_CLOSE_POLICY)
+        except errors.ApiError as error:
+            await _deny(websocket, error)
             return
         await websocket.accept()
         session = _Session(websocket, owner, handlers, max_frame_bytes, debug, logger, unencodable)
         await session.run(max_in_flight)
 
     return endpoint
+
+
+async def _deny(websocket: WebSocket, error: errors.ApiError) -> None:
+    """Refuse the upgrade with the error's own HTTP answer (a 401 for a wrong key), so
+    that a client can tell it from a server with no stream (Starlette's bare 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = wire.encode(errors.error_body(error), wire.JSON_MEDIA_TYPE)
+        response = Response(
+            body,
+            status_code=error.status,
+            headers=error.headers,
+            media_type=wire.JSON_MEDIA_TYPE,
+        )
+        await websocket.send_denial_response(response)
+    else:  # a server without the extension: the client sees HTTP 403
+        await websocket.close(code=_CLOSE_POLICY)
 
 
 class _Session:

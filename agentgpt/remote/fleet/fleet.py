@@ -26,6 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from agentgpt.core.batching import RowStore, rows_of, take
+from agentgpt.remote.connect import TransportKind
 from agentgpt.remote.fleet.arguments import check_arguments
 from agentgpt.remote.fleet.batch import BatchBuilder, FleetBatch, empty_batch
 from agentgpt.remote.fleet.discovery import discover
@@ -128,6 +129,7 @@ class Fleet(VectorEnv):
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         locators: Sequence[Callable[[], str]] | None = None,
+        transport: TransportKind | None = None,
     ) -> None:
         """A fleet of ``env_id`` envs on the env servers at ``urls``.
 
@@ -142,6 +144,8 @@ class Fleet(VectorEnv):
         hosts whose address can change (pods behind a headless Service), one callable
         per host that gives the URL to connect to now (``urls`` then only name the hosts
         in logs); see :attr:`Endpoint.locate <agentgpt.remote.fleet.streams.Endpoint>`.
+        ``transport``: how each env's requests travel (``"auto"``, ``"http"``,
+        ``"stream"``; default: :data:`~agentgpt.remote.connect.DEFAULT_TRANSPORT`).
 
         Hosts that cannot be reached start down and are retried; building fails with
         :class:`FleetDownError` only when no host answers within ``fleet_timeout``. Hosts
@@ -179,6 +183,7 @@ class Fleet(VectorEnv):
                 float(connect_timeout),
                 short_timeout,
                 None if locators is None else locators[index],
+                transport,
             )
             for index, url in enumerate(urls)
         ]

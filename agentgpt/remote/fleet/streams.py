@@ -2,8 +2,8 @@
 
 A *stream* is one server-side env with at most one request in flight: a ``/make_vec``
 vector env for single-agent envs, one ``/make`` env for multi-agent ones. Each stream has
-its own worker thread and its own keep-alive :class:`~agentgpt.remote.transport.Transport`
-(transports are not thread-safe, and one slow answer must never hold up another env).
+its own worker thread and its own transport (a keep-alive HTTP connection or a WebSocket,
+:mod:`agentgpt.remote.connect`; transports are not thread-safe, and one slow answer must never hold up another env).
 The worker makes its env, then runs the resets and steps the fleet hands it, decodes each
 answer into NumPy rows (off the trainer's thread) and reports everything as events on one
 queue shared by the fleet. A worker never decides anything: a failure is reported with
@@ -43,11 +43,13 @@ from agentgpt.protocol.requests import (
     reset_request,
     step_request,
 )
-from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout, UnavailableError
+from agentgpt.remote.base_transport import BaseTransport
+from agentgpt.remote.connect import TransportKind, open_transport
+from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout
 from agentgpt.remote.fleet.faults import Fault, classify, describe
 from agentgpt.remote.fleet.infos import agent_infos
 from agentgpt.remote.infos import vector_info_from_wire
-from agentgpt.remote.transport import Encoding, Transport
+from agentgpt.remote.transport import Encoding
 from agentgpt.wire import value_from_wire, value_to_wire
 
 __all__ = [
@@ -80,6 +82,8 @@ class Endpoint:
     #: :class:`~agentgpt.remote.errors.UnavailableError` while the host has no address;
     #: the fleet treats that like a host that is down. None: always :attr:`url`.
     locate: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+    #: How requests travel (:mod:`agentgpt.remote.connect`); None: the default.
+    kind: TransportKind | None = None
 
     @property
     def label(self) -> str:
@@ -90,28 +94,33 @@ class Endpoint:
         """:func:`describe` of ``error``, with this host's URL shown as :attr:`label`."""
         return describe(error).replace(self.url, self.label)
 
-    def transport(self, short: bool = False) -> Transport:
+    def transport(self, short: bool = False) -> BaseTransport:
+        """A new transport to the host; never raises: a host that has no address now gets
+        a transport whose every request fails as a down host's would. The best-effort
+        requests (``short``: probes, closes) go over HTTP, one request each."""
         timeout = self.short_timeout if short else self.step_timeout
         url = self.url
-        if self.locate is not None:
-            try:
+        try:
+            if self.locate is not None:
                 url = self.locate()
-            except UnavailableError as exc:
-                return _NoAddress(exc)  # type: ignore[return-value]
-        return Transport(
-            url,
-            self.api_key,
-            encoding=self.encoding,
-            timeout=timeout,
-            connect_timeout=min(self.connect_timeout, timeout),
-        )
+            return open_transport(
+                url,
+                self.api_key,
+                kind="http" if short else self.kind,
+                encoding=self.encoding,
+                timeout=timeout,
+                connect_timeout=min(self.connect_timeout, timeout),
+            )
+        except RemoteEnvError as exc:
+            return _Unreachable(exc)  # type: ignore[return-value]
 
 
-class _NoAddress:
-    """The transport of a host that has no address now: every request fails as a host
-    that is down would, so the fleet probes it again later."""
+class _Unreachable:
+    """The transport of a host that has no address now, or did not answer the stream's
+    upgrade: every request fails as a host that is down would, so the fleet probes it
+    again later."""
 
-    def __init__(self, error: UnavailableError) -> None:
+    def __init__(self, error: RemoteEnvError) -> None:
         self._error = error
 
     def post(self, path: str, body: Any) -> dict[str, Any]:
@@ -289,7 +298,7 @@ class StreamWorker:
 
     def _run(self) -> None:
         endpoint = self.spec.endpoint
-        transport: Transport | None = None
+        transport: BaseTransport | None = None
         try:
             if self._close_first is not None:
                 close_quietly(endpoint, self._close_first)
@@ -314,7 +323,7 @@ class StreamWorker:
             if self._close_env and self.env_key is not None and not self._failed:
                 close_quietly(endpoint, self.env_key)
 
-    def _make(self, transport: Transport) -> bool:
+    def _make(self, transport: BaseTransport) -> bool:
         route, body = self.spec.make_route_and_body(self._seed)
         try:
             answer = transport.post(route, body)
@@ -357,7 +366,7 @@ class StreamWorker:
                     " (every host must serve the same env)"
                 )
 
-    def _request(self, transport: Transport, kind: str, ticket: int, a: Any, b: Any) -> bool:
+    def _request(self, transport: BaseTransport, kind: str, ticket: int, a: Any, b: Any) -> bool:
         if kind == _STOP:
             return False
         try:
