@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from typing import Any
 
 from websockets.client import ClientProtocol
@@ -40,6 +41,8 @@ from agentgpt.wire import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, WireError, decode
 __all__ = ["StreamRefused", "StreamTransport"]
 
 _RECV_BYTES = 1 << 16
+#: After this many idle seconds a request first takes in what the server sent meanwhile.
+_IDLE_CHECK = 1.0
 #: Largest answer frame accepted (the server's answers are bounded by what envs return).
 _MAX_FRAME = 256 * 1024 * 1024
 
@@ -91,6 +94,7 @@ class StreamTransport(BaseTransport):
         self._waiting: dict[int, int] = {}
         self._answers: dict[int, dict[str, Any]] = {}
         self._fragments: list[bytes] = []
+        self._last_io = 0.0
         self.closed = False
 
     # ------------------------------------------------------------------ BaseTransport
@@ -119,6 +123,8 @@ class StreamTransport(BaseTransport):
             frame["method"] = method
         data = encode(frame, self._media_type)
         try:
+            if self._sock is not None and time.monotonic() - self._last_io > _IDLE_CHECK:
+                self._catch_up()
             protocol, sock = self._connection()
             if self._binary:
                 protocol.send_binary(data)
@@ -225,6 +231,39 @@ class StreamTransport(BaseTransport):
         data = protocol.data_to_send()
         if data:
             sock.sendall(b"".join(data))
+        self._last_io = time.monotonic()
+
+    def _catch_up(self) -> None:
+        """After a pause, take in what the server sent meanwhile without waiting: answer
+        its pings (it closes a connection that stops answering them) and notice a close,
+        so the next request goes out on a live connection."""
+        sock, protocol = self._sock, self._protocol
+        assert sock is not None and protocol is not None
+        sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    data = sock.recv(_RECV_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if not data:
+                    protocol.receive_eof()
+                    break
+                protocol.receive_data(data)
+        except OSError:
+            self._drop()
+            return
+        finally:
+            if self._sock is not None:
+                sock.settimeout(self.timeout)
+        try:
+            self._flush(protocol, sock)
+            self._take_events(protocol)
+        except OSError:
+            self._drop()
+            return
+        if protocol.close_code is not None or protocol.state.name != "OPEN":
+            self._drop()
 
     def _receive(self, protocol: ClientProtocol, sock: socket.socket) -> None:
         data = sock.recv(_RECV_BYTES)

@@ -290,3 +290,32 @@ def asyncio_lifespan(func):
     import contextlib
 
     return contextlib.asynccontextmanager(func)
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_request() -> None:
+    """The server pings idle streams and closes those that do not answer (here within
+    0.3 s); a client back after a pause reconnects instead of failing its request."""
+    import uvicorn
+
+    from agentgpt.service.serving import listening_socket, uvicorn_config
+
+    server = EnvServer(api_keys=[KEY])
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    config = uvicorn_config(server.app, "warning", ws_ping_interval=0.3, ws_ping_timeout=0.3)
+    runner = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: runner.run(sockets=[sock]), daemon=True)
+    thread.start()
+    try:
+        stream = StreamTransport(f"http://127.0.0.1:{port}", KEY, connect_timeout=30)
+        key = stream.post("/make", {"env_name": "CartPole-v1"})["env_key"]
+        first = stream._generation
+        time.sleep(1.5)  # pinged, unanswered, closed by the server
+        assert stream.post("/reset", {"env_key": key, "seed": 1})["observation"] == pytest.approx(
+            gymnasium.make("CartPole-v1").reset(seed=1)[0].tolist()
+        )
+        assert stream._generation == first + 1
+        stream.close()
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=10)
