@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from agentgpt import wire
 from agentgpt.envhost.errors import ApiError
 from agentgpt.envhost.unity.adapter import UnityAdapter
 from agentgpt.envhost.unity.launch import UnityLauncher, WorkerIds
+from tests.unity.conftest import STANDIN
 
 WALKER, GLIDER = "Walker?team=0", "Glider?team=0"
 
@@ -333,3 +336,46 @@ def test_a_build_that_does_not_exist_is_refused(tmp_path: Path) -> None:
     not_executable.write_text("")
     with pytest.raises(ValueError, match="not executable"):
         UnityLauncher(not_executable)
+
+
+def test_more_agents_than_slots_is_a_clear_error(unity) -> None:
+    adapter = unity(max_agents={WALKER: 3})  # agent 3 joins at step 3: no slot left
+    adapter.reset(None, None)
+    adapter.step(_actions(adapter))
+    adapter.step(_actions(adapter))
+    with pytest.raises(ApiError) as caught:
+        adapter.step(_actions(adapter))
+    assert caught.value.error_type == "env_error"
+    assert "more agents needing a decision than its 3 slots" in caught.value.message
+    assert "max_agents" in caught.value.message
+
+
+def test_the_editor_connection_serves_one_env(base_port) -> None:
+    """``--unity-editor``: the server listens on the editor's port and the scene that is
+    playing connects (here the stand-in, started first, as if Play had been pressed)."""
+    player = subprocess.Popen(
+        [sys.executable, str(STANDIN), "--scene", "coop", "--mlagents-port", str(base_port)]
+    )
+    launcher = UnityLauncher(None, base_port=base_port, timeout_wait=30, worker_ids=WorkerIds())
+    try:
+        adapter = UnityAdapter(launcher.launch({"max_agents": 2}), "next_step", None)
+        try:
+            assert adapter.agents == [
+                "Red?team=0/0",
+                "Red?team=0/1",
+                "Blue?team=0/0",
+                "Blue?team=0/1",
+            ]
+            assert adapter.metadata_wire["unity"]["port"] == base_port
+            assert _present(adapter.reset(None, None)) == [0, 1, 2, 3]
+            with pytest.raises(ApiError) as caught:
+                launcher.launch({})
+            assert caught.value.error_type == "too_many_envs"
+            assert "one env at a time" in caught.value.message
+        finally:
+            adapter.close()
+        assert player.wait(timeout=30) == 0  # the editor's scene stops playing on close
+    finally:
+        if player.poll() is None:
+            player.kill()
+            player.wait()

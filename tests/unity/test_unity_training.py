@@ -32,8 +32,11 @@ needs_unity_python = pytest.mark.skipif(
 #: The cooperative scene's returns per agent and episode (8 steps): a random policy
 #: earns 1/3 per step, 2.67 per episode; a perfect team 8.
 RANDOM_RETURN, PERFECT_RETURN = 8 / 3, 8.0
-#: What a short run must reach: well above random, about halfway to perfect.
+#: What the trained agent must reach per agent when it plays deterministically: well
+#: above random, more than halfway to perfect. During training (with the trainer's
+#: random exploration mixed in) the mean return must have risen clearly above random.
 TRAINED_RETURN = 5.0
+TRAINING_RETURN = RANDOM_RETURN + 1.0
 
 
 def _free_port() -> int:
@@ -120,7 +123,7 @@ def test_one_policy_learns_two_unity_behaviours(tmp_path: Path) -> None:
         with (tmp_path / "coop" / "metrics.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
         first, last = float(rows[0]["mean_return"]), float(rows[-1]["mean_return"])
-        assert first < TRAINED_RETURN <= last, (first, last)
+        assert first < TRAINING_RETURN <= last, (first, last)
         assert float(rows[-1]["mean_length"]) == 8.0  # every Unity episode seen whole
         # The trained agent plays the scene through the PettingZoo client: with two slots
         # per behaviour, one episode is one Unity episode of the four agents.

@@ -120,7 +120,7 @@ class WorkerIds:
         unusable."""
         skip = skip or set()
         with self._lock:
-            for worker_id in range(MAX_PORT_TRIES):
+            for worker_id in range(min(MAX_PORT_TRIES, 65536 - base_port)):
                 key = (base_port, worker_id)
                 if key in self._held or worker_id in skip:
                     continue
@@ -131,7 +131,7 @@ class WorkerIds:
                 return worker_id
         raise errors.too_many_envs(
             f"no free port for another Unity instance in {base_port}-"
-            f"{base_port + MAX_PORT_TRIES - 1}; close envs or start the server with another"
+            f"{min(base_port + MAX_PORT_TRIES - 1, 65535)}; close envs or start the server with another"
             " --unity-base-port"
         )
 
@@ -149,10 +149,6 @@ class WorkerIds:
     def release(self, base_port: int, worker_id: int) -> None:
         with self._lock:
             self._held.discard((base_port, worker_id))
-
-    def held(self, base_port: int) -> list[int]:
-        with self._lock:
-            return sorted(w for b, w in self._held if b == base_port)
 
 
 #: The worker ids of this process, shared by every launcher.
@@ -249,7 +245,7 @@ class UnityLauncher:
 
     The operator's settings: ``base_port`` (builds use ``base_port + worker_id``; the
     editor listens on ``base_port`` itself, 5004 by default), ``no_graphics``,
-    ``timeout_wait`` (seconds to wait for Unity), ``additional_args`` (command-line
+    ``timeout_wait`` (seconds to wait for Unity, at least 10), ``additional_args`` (command-line
     arguments of the build) and ``log_folder``. A request's kwargs choose only the
     options of :func:`parse_options`.
     """
@@ -271,6 +267,9 @@ class UnityLauncher:
         self.base_port = default_port if base_port is None else int(base_port)
         if not 1 <= self.base_port <= 65535:
             raise ValueError(f"base port {self.base_port} is not a port number")
+        if timeout_wait < 10:
+            # mlagents-envs checks on the process every tenth of this: below 10 it spins.
+            raise ValueError(f"timeout_wait must be at least 10 seconds, got {timeout_wait}")
         self.no_graphics = no_graphics
         self.timeout_wait = int(timeout_wait)
         self.additional_args = list(additional_args)
