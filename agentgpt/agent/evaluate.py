@@ -9,7 +9,7 @@ it renders is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +148,7 @@ def evaluate(
     deterministic: bool = True,
     video: str | Path | None = None,
     num_envs: int | None = None,
+    make_env: Callable[[str | None], gymnasium.Env] | None = None,
 ) -> EvalResult:
     """Play ``episodes`` episodes with a trained agent and summarize their returns.
 
@@ -156,7 +157,9 @@ def evaluate(
     trained one) and ``deterministic`` are passed to the agent's actor. ``video`` (a path
     ending in ``.mp4`` or ``.gif``) renders every episode with ``render_mode="rgb_array"``:
     the frame after each reset and after each step. ``num_envs`` (default up to 8, 1 with
-    a video) only changes speed, never the result.
+    a video) only changes speed, never the result. ``make_env(render_mode)`` builds each
+    env instead of :func:`make_eval_env` (for example a ``RemoteEnv`` on an env server,
+    which renders there: a video then shows the server's frames).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -167,7 +170,19 @@ def evaluate(
         num_envs = 1
     n = max(1, min(num_envs or DEFAULT_EVAL_ENVS, episodes))
     render_mode = "rgb_array" if video is not None else None
-    envs = [make_eval_env(agent, render_mode=render_mode) for _ in range(n)]
+    if make_env is None:
+
+        def make_env(render_mode: str | None) -> gymnasium.Env:
+            return make_eval_env(agent, render_mode=render_mode)
+
+    envs = []
+    try:
+        for _ in range(n):
+            envs.append(make_env(render_mode))
+    except BaseException:
+        for env in envs:
+            env.close()
+        raise
     try:
         with _single_thread(), _video(video, envs[0]) as writer:
             returns, lengths = _play(

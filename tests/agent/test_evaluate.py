@@ -100,6 +100,27 @@ def test_mp4_video_holds_every_frame(cartpole_run: Path, tmp_path: Path) -> None
     assert result.returns == evaluate(cartpole_run, episodes=2, seed=3).returns
 
 
+def test_a_remote_env_plays_and_films_like_a_local_one(
+    cartpole_run: Path, tmp_path: Path, env_server
+) -> None:
+    """Evaluation on an env server (``make_env``) plays the same episodes as locally, and
+    its video holds the frames the server rendered."""
+    from agentgpt.remote import RemoteEnv
+
+    url = env_server()
+
+    def remote(render_mode: str | None) -> gymnasium.Env:
+        return RemoteEnv(url, "CartPole-v1", render_mode=render_mode)
+
+    path = tmp_path / "remote.mp4"
+    result = evaluate(cartpole_run, episodes=2, seed=3, video=path, make_env=remote)
+    assert result.returns == evaluate(cartpole_run, episodes=2, seed=3).returns
+    with imageio.get_reader(path) as reader:
+        assert reader.count_frames() == sum(result.lengths) + result.episodes
+        assert reader.get_data(0).shape == (400, 600, 3)
+        assert reader.get_meta_data()["fps"] == pytest.approx(50)  # the server env's
+
+
 def test_gif_video_covers_every_frame(cartpole_run: Path, tmp_path: Path) -> None:
     path = tmp_path / "eval.gif"
     result = evaluate(cartpole_run, episodes=1, seed=4, video=path)
