@@ -8,7 +8,7 @@ Both load the agent inside the command, so importing this module (which ``agentg
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,7 +67,8 @@ def eval_command(
         str | None,
         typer.Option(
             metavar="URL",
-            help="With --policy-url: play on the env server at this URL instead of local envs.",
+            help="Play on the env server at this URL instead of local envs (with --video:"
+            " the server renders the frames).",
         ),
     ] = None,
     env_api_key: Annotated[
@@ -100,25 +101,34 @@ def eval_command(
             stochastic=stochastic,
         )
         return
-    if env_url is not None:
-        raise typer.BadParameter("needs --policy-url", param_hint="--env-url")
     require("eval", "torch", *_video_modules(video))
     import gymnasium
 
+    from agentgpt.agent.checkpoint import load_agent
     from agentgpt.agent.evaluate import evaluate
+    from agentgpt.remote import RemoteEnvError
 
-    if _team_eval(run_dir, episodes, seed, stochastic):
+    if env_url is None and _team_eval(run_dir, episodes, seed, stochastic):
         return
     try:
+        make_env = None
+        target: Any = run_dir
+        if env_url is not None:
+            target = load_agent(run_dir)  # its env id and kwargs name the server's env
+            make_env = _remote_envs(target.env, env_url, env_api_key)
         result = evaluate(
-            run_dir,
+            target,
             episodes=episodes,
             seed=seed,
             control=control,
             num_input_states=num_input_states,
             deterministic=not stochastic,
             video=video,
+            make_env=make_env,
         )
+    except RemoteEnvError as exc:
+        typer.echo(f"Cannot evaluate {run_dir} on {env_url}: {exc}", err=True)
+        raise typer.Exit(code=1) from None
     except gymnasium.error.UnregisteredEnv as exc:
         typer.echo(
             f"Cannot evaluate {run_dir}: {exc} Evaluation makes the run's env in this"
@@ -134,6 +144,23 @@ def eval_command(
     )
     if video is not None:
         typer.echo(f"video written to {video}")
+
+
+def _remote_envs(spec: Any, env_url: str, api_key: str | None) -> Any:
+    """``make_env`` for :func:`~agentgpt.agent.evaluate.evaluate`: the run's env (``spec``:
+    its id and kwargs) made on the env server at ``env_url``."""
+    from agentgpt.remote import RemoteEnv
+
+    def make_env(render_mode: str | None) -> Any:
+        return RemoteEnv(
+            env_url,
+            spec.env_id,
+            api_key,
+            env_kwargs=dict(spec.env_kwargs) or None,
+            render_mode=render_mode,
+        )
+
+    return make_env
 
 
 def _served_eval(

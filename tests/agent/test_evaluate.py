@@ -169,3 +169,27 @@ def test_eval_cli_prints_mean_and_std(cartpole_run: Path, tmp_path: Path) -> Non
     assert bad.exit_code == 2 and not (tmp_path / "x.avi").exists()
     missing = runner.invoke(app, ["eval", str(tmp_path)])
     assert missing.exit_code == 2 and "no checkpoint" in missing.output
+
+
+def test_eval_cli_plays_and_films_on_an_env_server(
+    cartpole_run: Path, tmp_path: Path, env_server
+) -> None:
+    """``agentgpt eval RUN --env-url URL --video clip.mp4``: the run's env is made on the
+    server, and the server renders the frames; a server that refuses is one clear line."""
+    from agentgpt.cli import app
+
+    url = env_server(api_keys=["eval-key"])
+    video = tmp_path / "remote.mp4"
+    args = ["eval", str(cartpole_run), "--episodes", "2", "--seed", "3", "--env-url", url]
+    runner = CliRunner()
+    result = runner.invoke(
+        app, [*args, "--video", str(video)], env={"AGENTGPT_API_KEY": "eval-key"}
+    )
+    assert result.exit_code == 0, result.output
+    expected = evaluate(cartpole_run, episodes=2, seed=3)
+    assert f"mean return {expected.mean:.2f} +/- {expected.std:.2f}" in result.output
+    with imageio.get_reader(video) as reader:
+        assert reader.count_frames() == sum(expected.lengths) + expected.episodes
+    refused = runner.invoke(app, args, env={"AGENTGPT_API_KEY": "wrong"})
+    assert refused.exit_code == 1
+    assert "Cannot evaluate" in refused.output and "Traceback" not in refused.output
