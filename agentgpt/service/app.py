@@ -196,6 +196,7 @@ def service_app(
             logger=endpoints.logger,
             unencodable=unencodable,
             max_in_flight=max_in_flight,
+            public=public,
         )
         routes.append(WebSocketRoute(stream, endpoint))
     policy = browsers or browser_policy(keys.enabled)

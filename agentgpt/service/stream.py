@@ -70,12 +70,16 @@ def stream_endpoint(
     logger: logging.Logger,
     unencodable: Callable[[Exception], errors.ApiError] = errors.internal_error,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    public: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
 ) -> Callable[[WebSocket], Any]:
     """The WebSocket endpoint serving ``post`` and ``get`` handlers (those of the service's
-    HTTP routes) as a streaming session; ``max_frame_bytes`` is the body limit."""
+    HTTP routes), and the ``public`` GET routes such as ``/health``, as a streaming
+    session; ``max_frame_bytes`` is the body limit."""
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be positive")
     handlers = {"POST": dict(post), "GET": dict(get)}
+    for path, answer in (public or {}).items():
+        handlers["GET"].setdefault(path, _public_handler(answer))
 
     async def endpoint(websocket: WebSocket) -> None:
         try:
@@ -88,6 +92,13 @@ def stream_endpoint(
         await session.run(max_in_flight)
 
     return endpoint
+
+
+def _public_handler(answer: Callable[[], dict[str, Any]]) -> Any:
+    async def handler(owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        return answer()
+
+    return handler
 
 
 async def _deny(websocket: WebSocket, error: errors.ApiError) -> None:

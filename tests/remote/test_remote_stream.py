@@ -275,6 +275,7 @@ def test_vector_envs_and_errors_travel_the_stream(url) -> None:
         actions = np.array([0, 1, 0, 1])
         assert same_values(envs.step(actions), local.step(actions))
     stream = StreamTransport(url, KEY)
+    assert stream.get("/health")["status"] == "ok"  # the public routes travel too
     with pytest.raises(NotFoundError) as raised:
         stream.post("/step", {"env_key": "no-such-env", "action": 0})
     assert raised.value.status == 404
