@@ -80,6 +80,15 @@ def up_command(
     build_dir: Annotated[
         Path | None, typer.Option(help="Where to write the image's build context.")
     ] = None,
+    agentgpt_wheel: Annotated[
+        Path | None,
+        typer.Option(
+            help="Install agentgpt in the image from this wheel (default: this version from"
+            " PyPI), e.g. one built from a checkout with 'pip wheel --no-deps .'.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     ami: Annotated[
         str | None, typer.Option(help="AMI id (default: the latest Amazon Linux 2023).")
     ] = None,
@@ -121,6 +130,7 @@ def up_command(
             env_paths=list(env_path or []),
             requirements=requirements,
             build_dir=build_dir,
+            agentgpt_wheel=agentgpt_wheel,
             ami=ami,
             wait=wait,
             wait_timeout=wait_timeout,

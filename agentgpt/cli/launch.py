@@ -126,7 +126,9 @@ def serve_launched(
         raise typer.Exit(code=1) from None
     try:
         with stop_signals() as stop:
-            print_launch(hosts, None, hosts.key_generated)
+            # One registered env: that is what trainers will ask for.
+            env_id = next(iter(register)) if len(register) == 1 else None
+            print_launch(hosts, env_id, hosts.key_generated)
             typer.echo(f"Server log: {hosts.details['log_path']}", err=True)
             typer.echo("Serving; press Ctrl-C to stop.", err=True)
             while not stop.wait(0.5):

@@ -54,6 +54,7 @@ DEFAULT_INSTANCE_TYPE = "t3.medium"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$")
 _PROFILE_RETRY = 60.0  # seconds to wait for a new instance profile to be usable
 _TERMINATE_WAIT = 600
+_DEPENDENCY_WAIT = 120.0  # seconds a terminated instance's interfaces may hold its group
 
 
 class CloudError(RuntimeError):
@@ -367,8 +368,14 @@ def up(
         log.warning("env hosts %s did not come up; deleting what was created", name)
         try:
             down(name, region=region)
-        except Exception as cleanup:
-            log.error("cleaning up %s failed too: %s", name, cleanup)
+        except BaseException as cleanup:  # a second Ctrl-C, or AWS refusing
+            log.error(
+                "deleting what was created for %s did not finish (%s): run"
+                " 'agentgpt hosts down %s' to finish it",
+                name,
+                cleanup or type(cleanup).__name__,
+                name,
+            )
         raise
 
 
@@ -613,6 +620,20 @@ def _group_port(ec2: Any, instance: dict[str, Any]) -> int | None:
     return None
 
 
+def _delete_security_group(ec2: Any, group_id: str) -> None:
+    """Delete a group; for a while after their instances terminate, their network
+    interfaces still hold it (DependencyViolation), so that is retried."""
+    deadline = time.monotonic() + _DEPENDENCY_WAIT
+    while True:
+        try:
+            ec2.delete_security_group(GroupId=group_id)
+            return
+        except _client_errors() as exc:
+            if _code(exc) != "DependencyViolation" or time.monotonic() >= deadline:
+                raise
+            time.sleep(5)
+
+
 def down(name: str, *, region: str | None = None) -> list[str]:
     """Delete everything of the group ``name``; what was deleted, one line each.
 
@@ -639,7 +660,7 @@ def down(name: str, *, region: str | None = None) -> list[str]:
             "SecurityGroups"
         ]
         for group in groups:
-            ec2.delete_security_group(GroupId=group["GroupId"])
+            _delete_security_group(ec2, group["GroupId"])
             done.append(f"deleted security group {group['GroupId']}")
     except errors as exc:
         raise _explain(exc, "delete the security group") from None

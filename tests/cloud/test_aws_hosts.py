@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 
 import boto3
 import botocore.client
@@ -279,3 +283,55 @@ def test_the_cli_runs_up_list_and_down(aws_account: str, monkeypatch: pytest.Mon
         ["hosts", "up", "--env", "CartPole-v1", "--allow-cidr", "nope", "--image", IMAGE],
     )
     assert bad.exit_code == 2 and "not a CIDR block" in bad.output
+
+
+def test_ctrl_c_during_hosts_up_deletes_what_was_created(
+    aws_account: str, moto_server: str
+) -> None:
+    """A real SIGINT to ``agentgpt hosts up`` while it waits for the servers' /health."""
+    env = dict(os.environ, AGENTGPT_API_KEY=KEY)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentgpt",
+            "hosts",
+            "up",
+            "--env",
+            "CartPole-v1",
+            "--allow-cidr",
+            CIDR,
+            "--image",
+            IMAGE,
+            "--name",
+            "interrupted",
+            "--wait-timeout",
+            "600",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        deadline = time.monotonic() + 120
+        while not ec2.describe_instances(
+            Filters=[
+                {"Name": f"tag:{aws.TAG}", "Values": ["interrupted"]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )["Reservations"]:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the instances never ran"
+            time.sleep(0.2)
+        time.sleep(1.0)  # into the wait for /health
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "Interrupted" in err
+    assert _leftovers("interrupted") == []

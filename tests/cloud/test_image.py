@@ -7,6 +7,7 @@ stand-in ``docker`` program on PATH that records what it was asked to do.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import stat
@@ -197,3 +198,63 @@ def test_the_deploy_folder_holds_what_the_command_writes(tmp_path: Path) -> None
     context = write_build_context(tmp_path / "context", agentgpt_requirement="agentgpt")
     for name in ("Dockerfile", ".dockerignore", "requirements.txt"):
         assert (deploy / name).read_text() == (context / name).read_text(), name
+
+
+def test_launch_on_cloud_builds_pushes_and_runs_the_image(
+    tmp_path: Path, aws_account: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentgpt.cloud import aws
+    from agentgpt.cloud.launcher import EnvLauncher
+
+    module = tmp_path / "counter_env.py"
+    module.write_text(ENV_MODULE)
+    bin_dir = _fake_docker(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("AGENTGPT_API_KEY", raising=False)
+    hosts = EnvLauncher.launch_on_cloud(
+        "Counter-v0",
+        allow_cidr="198.51.100.0/24",
+        register={"Counter-v0": "counter_env:make"},
+        env_paths=[module],
+        build_dir=tmp_path / "context",
+        name="counter",
+        wait=False,
+    )
+    try:
+        assert hosts.key_generated and len(hosts.api_key) >= 40
+        assert (tmp_path / "context" / "env" / "counter_env.py").exists()
+        calls = (tmp_path / "calls.log").read_text()
+        pushed = next(
+            line.split()[-1] for line in calls.splitlines() if line.startswith("ARGS push")
+        )
+        assert pushed.endswith(f"/{ECR_REPOSITORY}:counter")
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        [instance_id] = hosts.instance_ids
+        script = base64.b64decode(
+            ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")[
+                "UserData"
+            ]["Value"]
+        ).decode()
+        assert pushed in script and "Counter-v0=counter_env:make" in script
+        assert hosts.api_key not in script
+    finally:
+        hosts.close()
+    assert aws.list_groups() == []
+
+
+def test_launch_on_cloud_without_docker_creates_nothing_in_aws(
+    tmp_path: Path, aws_account: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentgpt.cloud.launcher import EnvLauncher
+
+    bin_dir = _fake_docker(tmp_path, engine=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(DockerUnavailable, match="no Docker engine"):
+        EnvLauncher.launch_on_cloud(
+            "CartPole-v1", allow_cidr="198.51.100.0/24", build_dir=tmp_path / "ctx", name="nodock"
+        )
+    assert (tmp_path / "ctx" / "Dockerfile").exists()
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    assert ssm.describe_parameters()["Parameters"] == []
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    assert ec2.describe_instances()["Reservations"] == []
