@@ -22,6 +22,15 @@ from typing import Annotated, Any, Optional
 import typer
 
 from agentgpt.cli.extras import require
+from agentgpt.cli.fleet_flags import (
+    FLEET_PANEL,
+    ApiKeyFlag,
+    EnvHostsFlag,
+    EnvsPerHostFlag,
+    EnvUrlFlag,
+    FleetTimeoutFlag,
+    StepTimeoutFlag,
+)
 from agentgpt.train.hyperparameters import Hyperparameters
 
 _FIXED_PARAMS = (
@@ -37,7 +46,6 @@ _FIXED_PARAMS = (
     "fleet_timeout",
     "step_timeout",
 )
-_FLEET_PANEL = "Env servers"
 
 
 def _field_type(field: dataclasses.Field) -> type:
@@ -107,24 +115,8 @@ def train_command(
             "--progress/--no-progress", help="Live progress view (default: in a terminal)."
         ),
     ] = None,
-    env_url: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option(
-            "--env-url",
-            metavar="URL",
-            help="Train on the env server at this URL (repeatable, one per server).",
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = None,
-    env_hosts: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            help="Start this many env servers on this machine and train over HTTP.",
-            min=0,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = 0,
+    env_url: EnvUrlFlag = None,
+    env_hosts: EnvHostsFlag = 0,
     env_hosts_dns: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -132,45 +124,13 @@ def train_command(
             help="Train on every env server a DNS name resolves to (a Kubernetes headless"
             " Service), resolved again when one goes down; with --env-hosts N, keep N host"
             " slots.",
-            rich_help_panel=_FLEET_PANEL,
+            rich_help_panel=FLEET_PANEL,
         ),
     ] = None,
-    envs_per_host: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            metavar="N[,N...]",
-            help="Envs on each server: one number, or one per server ('16,32').",
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = None,
-    api_key: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            metavar="KEY",
-            help="Bearer key of the env servers (prefer the AGENTGPT_API_KEY variable:"
-            " command lines are visible to other users).",
-            envvar="AGENTGPT_API_KEY",
-            show_envvar=False,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = None,
-    fleet_timeout: Annotated[
-        float,
-        typer.Option(
-            help="Seconds every env server may be down before training stops (with a checkpoint).",
-            min=0.001,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = 60.0,
-    step_timeout: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help="Seconds a server may take to answer one step before it counts as down.",
-            min=0.001,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = 30.0,
+    envs_per_host: EnvsPerHostFlag = None,
+    api_key: ApiKeyFlag = None,
+    fleet_timeout: FleetTimeoutFlag = 60.0,
+    step_timeout: StepTimeoutFlag = 30.0,
     **flags: Any,
 ) -> None:
     """Train a GPT policy with PPO on a Gymnasium env, e.g. agentgpt train CartPole-v1.

@@ -18,8 +18,15 @@ from typing import Annotated, Any, Optional
 import typer
 
 from agentgpt.cli.extras import require
+from agentgpt.cli.fleet_flags import (
+    ApiKeyFlag,
+    EnvHostsFlag,
+    EnvsPerHostFlag,
+    EnvUrlFlag,
+    FleetTimeoutFlag,
+    StepTimeoutFlag,
+)
 
-_FLEET_PANEL = "Env servers"
 _STUDY_PANEL = "Study"
 
 #: Exit status of input errors (a bad tune file, flags that do not fit together).
@@ -158,59 +165,12 @@ def tune_command(
         Optional[bool],  # noqa: UP045
         typer.Option("--live/--no-live", help="Live table of trials (default: in a terminal)."),
     ] = None,
-    env_url: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option(
-            "--env-url",
-            metavar="URL",
-            help="Trials train on the env server at this URL (repeatable).",
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = None,
-    env_hosts: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            help="Each trial starts this many env servers on this machine and trains over HTTP.",
-            min=0,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = 0,
-    envs_per_host: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            metavar="N[,N...]",
-            help="Envs on each server: one number, or one per server ('16,32').",
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = None,
-    api_key: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            metavar="KEY",
-            help="Bearer key of the env servers (prefer the AGENTGPT_API_KEY variable).",
-            envvar="AGENTGPT_API_KEY",
-            show_envvar=False,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = None,
-    fleet_timeout: Annotated[
-        float,
-        typer.Option(
-            help="Seconds every env server may be down before a trial stops.",
-            min=0.001,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = 60.0,
-    step_timeout: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help="Seconds a server may take to answer one step before it counts as down.",
-            min=0.001,
-            rich_help_panel=_FLEET_PANEL,
-        ),
-    ] = 30.0,
+    env_url: EnvUrlFlag = None,
+    env_hosts: EnvHostsFlag = 0,
+    envs_per_host: EnvsPerHostFlag = None,
+    api_key: ApiKeyFlag = None,
+    fleet_timeout: FleetTimeoutFlag = 60.0,
+    step_timeout: StepTimeoutFlag = 30.0,
 ) -> None:
     """Search hyperparameters with Optuna, e.g. agentgpt tune CartPole-v1 --trials 20.
 
