@@ -13,8 +13,9 @@ In one run it measures, on the same CartPole-v1 policy (default model, K = 16):
   (``agentgpt serve``), as in production, so client and server do not share an
   interpreter;
 - throughput: one client calling serially with 4 agents, then 16 client processes with 4
-  agents each calling at once: actions per second, and the mean number of calls and
-  agents the server merged into one forward pass (from ``/info``).
+  agents each calling at once, for ``--seconds`` each: actions per second, and the mean
+  number of calls and agents the server merged into one forward pass (from ``/info``).
+  The two alternate for ``--throughput-rounds`` rounds and each reports its best.
 
 Every agent's context is full (K observations) before timing starts, so every call does
 the steady-state work of a long episode. The latency setups run in ``--rounds``
@@ -208,7 +209,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--throughput-rounds", type=int, default=3)
     parser.add_argument("--batch-wait-ms", type=float, default=0.0)
     args = parser.parse_args()
 
@@ -235,18 +237,26 @@ def main() -> None:
                 f"\n64 agents, MessagePack: {served64 - actor64:+.3f} ms p50 vs the in-process actor"
             )
 
-            serial, merged1 = bench_throughput(url, 1, 4, args.seconds)
-            concurrent, merged16 = bench_throughput(url, 16, 4, args.seconds)
+            best: dict[int, tuple[float, dict]] = {}
+            for _ in range(args.throughput_rounds):
+                for clients in (1, 16):
+                    rate, merged = bench_throughput(url, clients, 4, args.seconds)
+                    if clients not in best or rate > best[clients][0]:
+                        best[clients] = (rate, merged)
+            (serial, merged1), (concurrent, merged16) = best[1], best[16]
             print(
-                "\n| clients x agents | actions/s | calls per forward pass | agents per forward pass |"
+                "\n| clients x agents | actions/s | calls per forward pass |"
+                " agents per forward pass |"
             )
             print("|---|---|---|---|")
-            print(
-                f"| 1 x 4 (serial) | {serial:,.0f} | {merged1['calls_per_pass']:.2f} | {merged1['agents_per_pass']:.1f} |"
-            )
-            print(
-                f"| 16 x 4 | {concurrent:,.0f} | {merged16['calls_per_pass']:.2f} | {merged16['agents_per_pass']:.1f} |"
-            )
+            for label, rate, merged in (
+                ("1 x 4 (serial)", serial, merged1),
+                ("16 x 4", concurrent, merged16),
+            ):
+                print(
+                    f"| {label} | {rate:,.0f} | {merged['calls_per_pass']:.2f} |"
+                    f" {merged['agents_per_pass']:.1f} |"
+                )
             print(
                 f"\n16 concurrent clients: {concurrent / serial:.1f}x the actions/s of one serial client"
             )

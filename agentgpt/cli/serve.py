@@ -87,8 +87,8 @@ def serve_command(
     batch_wait_ms: Annotated[
         float,
         typer.Option(
-            help="Hold a forward pass open this long for concurrent calls to join it"
-            " (0: merge only the calls already waiting).",
+            help="While several clients call, hold a forward pass open this long for their"
+            " calls to join it (0: merge only the calls already waiting).",
             min=0,
         ),
     ] = 0.0,

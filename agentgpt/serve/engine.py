@@ -29,6 +29,7 @@ The engine is not thread-safe: the server calls it from one inference thread, an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Mapping
@@ -171,7 +172,7 @@ class ActRequest:
     #: The spaces it was validated against (a reload with new spaces refuses it).
     observation_space: gymnasium.Space
 
-    @property
+    @functools.cached_property
     def keys(self) -> set[tuple[str, str, Any]]:
         """What a concurrent request must not share with this one in a batch."""
         ids = [*self.agent_ids, *self.terminated]
@@ -207,6 +208,8 @@ class PolicyEngine:
         if not 1 <= self.max_agents_per_session <= self.max_agents:
             raise ValueError("max_agents_per_session must be in [1, max_agents]")
         self.agent_idle_timeout = float(agent_idle_timeout)
+        #: Sessions held at once (an empty one lasts until it has been idle for the timeout).
+        self.max_sessions = max(DEFAULT_MAX_AGENTS, self.max_agents)
         self.seed = int(seed)
         self.scopes: dict[tuple[str, str], Scope] = {}
         #: Who named each session first: another key naming it is refused.
@@ -229,6 +232,17 @@ class PolicyEngine:
         self.max_k = int(self.policy.max_input_states)
         self.trained_k = int(self.policy.num_input_states)
         self.contexts = SlotContexts(self.policy, self.max_agents, self.max_k)
+        codec = self.obs_codec
+        shapes = (
+            (self.max_agents, self.max_k, codec.vector_dim),
+            (self.max_agents, self.max_k, len(codec.discrete_sizes)),
+        )
+        if getattr(self, "_vectors", None) is None or self._vectors.shape != shapes[0]:
+            # Every agent's stored vector and discrete observations, by cache slot, so a
+            # batch's windows are gathered in one indexing (images stay per agent).
+            self._vectors = np.zeros(shapes[0], np.float32)
+        if getattr(self, "_discretes", None) is None or self._discretes.shape != shapes[1]:
+            self._discretes = np.zeros(shapes[1], np.int64)
         self._observation_wire = wire.space_to_wire(self.observation_space)
         self._action_wire = wire.space_to_wire(self.action_space)
         self._batched_actions: dict[int, gymnasium.Space] = {}
@@ -265,6 +279,14 @@ class PolicyEngine:
         key = (owner, session)
         scope = self.scopes.get(key)
         if scope is None:
+            if len(self.scopes) >= self.max_sessions:
+                self.evict_idle(now)
+            if len(self.scopes) >= self.max_sessions:
+                raise api_error(
+                    "too_many_agents",
+                    f"the server holds {len(self.scopes)} sessions, its limit; retry when "
+                    "idle ones have expired",
+                )
             seed = _seed_of(self.seed, owner, session)
             scope = Scope(
                 owner,
@@ -281,10 +303,11 @@ class PolicyEngine:
 
     def _new_agent(self, now: float) -> AgentContext:
         codec = self.obs_codec
+        slot = self._free.pop()
         return AgentContext(
-            slot=self._free.pop(),
-            vector=np.zeros((self.max_k, codec.vector_dim), np.float32),
-            discrete=np.zeros((self.max_k, len(codec.discrete_sizes)), np.int64),
+            slot=slot,
+            vector=self._vectors[slot],
+            discrete=self._discretes[slot],
             images=[np.zeros((self.max_k, *s), np.uint8) for s in codec.image_shapes],
             last_used=now,
         )
@@ -386,18 +409,21 @@ class PolicyEngine:
                 agent.reset()
         admitted = []
         parts = request.parts
+        slots, positions = [], []
         for i, agent_id in enumerate(request.agent_ids):
             agent = scope.agents.get(agent_id)
             if agent is None:
                 agent = scope.agents[agent_id] = self._new_agent(now)
             index = agent.steps % self.max_k
-            agent.vector[index] = parts.vector[i]
-            agent.discrete[index] = parts.discrete[i]
+            slots.append(agent.slot)
+            positions.append(index)
             for ring, frames in zip(agent.images, parts.images, strict=True):
                 ring[index] = frames[i]
             agent.steps += 1
             agent.last_used = now
             admitted.append((i, agent, scope))
+        self._vectors[slots, positions] = parts.vector
+        self._discretes[slots, positions] = parts.discrete
         return admitted
 
     @torch.inference_mode()
@@ -484,9 +510,10 @@ class PolicyEngine:
         ends = np.array([a.steps for a in agents], np.int64)
         positions = ends[:, None] - steps + np.arange(steps)  # episode step of each token
         index = positions % self.max_k
+        slots = np.array([a.slot for a in agents], np.int64)[:, None]
+        vector = self._vectors[slots, index]
+        discrete = self._discretes[slots, index]
         pick = np.arange(len(agents))[:, None]
-        vector = np.stack([a.vector for a in agents])[pick, index]
-        discrete = np.stack([a.discrete for a in agents])[pick, index]
         images = [
             np.stack([a.images[j] for a in agents])[pick, index]
             for j in range(len(self.obs_codec.image_shapes))
@@ -626,6 +653,7 @@ class PolicyEngine:
             "limits": {
                 "max_agents_per_session": self.max_agents_per_session,
                 "max_agents": self.max_agents,
+                "max_sessions": self.max_sessions,
                 "agent_idle_timeout_s": self.agent_idle_timeout,
                 "idle_agents": "evicted; the next observation of an evicted agent starts a new context",
                 **limits,

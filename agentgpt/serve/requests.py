@@ -101,6 +101,12 @@ def parse_agent_ids(
         raw = raw.tolist()
     if not isinstance(raw, (list, tuple)):
         raise invalid(f"{field} must be a list of agent ids, got {type(raw).__name__}")
+    if all(type(v) is str and 0 < len(v) <= _MAX_ID_LENGTH for v in raw) or all(
+        type(v) is int and _INT64[0] <= v <= _INT64[1] for v in raw
+    ):
+        ids = list(raw)  # the common case: every id already valid
+        if len(set(ids)) == len(ids):
+            return ids
     ids = [_agent_id(value, f"{field}[{i}]") for i, value in enumerate(raw)]
     seen: dict[AgentId, int] = {}
     for i, agent_id in enumerate(ids):
@@ -203,6 +209,22 @@ def check_value(space: gymnasium.Space, value: Any) -> str | None:
     return f"{type(space).__name__} observations are not supported"
 
 
+_BATCHED: dict[tuple[int, int], tuple[gymnasium.Space, gymnasium.Space]] = {}
+_BATCHED_LIMIT = 256
+
+
+def _batched(space: gymnasium.Space, count: int) -> gymnasium.Space:
+    """``batch_space(space, count)``, cached: building one deep-copies the space and
+    seeds a new random generator, which would cost more than the rest of a call."""
+    key = (id(space), count)
+    entry = _BATCHED.get(key)
+    if entry is None or entry[0] is not space:
+        if len(_BATCHED) >= _BATCHED_LIMIT:
+            _BATCHED.clear()
+        entry = _BATCHED[key] = (space, batch_space(space, count))
+    return entry[1]
+
+
 def _stacked(space: gymnasium.Space, raw: Any, count: int) -> np.ndarray | None:
     """The observations as one ``[N, *shape]`` array when ``raw`` is stacked cleanly
     (the fast path for array spaces); None to fall back to per-agent reading, which
@@ -210,7 +232,7 @@ def _stacked(space: gymnasium.Space, raw: Any, count: int) -> np.ndarray | None:
     if not isinstance(space, _ARRAY_SPACES) or not isinstance(raw, (np.ndarray, list)):
         return None
     try:
-        return np.asarray(wire.value_from_wire(batch_space(space, count), raw))
+        return np.asarray(wire.value_from_wire(_batched(space, count), raw))
     except (wire.WireError, ValueError, TypeError):
         return None
 

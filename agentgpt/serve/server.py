@@ -1,11 +1,14 @@
 """The inference server: a trained policy over HTTP (``docs/serving.md`` is the contract).
 
 ``PolicyServer`` owns a :class:`~agentgpt.serve.engine.PolicyEngine` and runs every call
-on it in one inference thread, so the event loop only parses, validates and encodes.
-``select_action`` calls are queued and merged: whatever calls arrive while a forward pass
-runs (or within the optional wait bound) go through the next pass together, each call's
-answer in its own order (dynamic batching). Two calls that name the same agent are never
-merged into one pass; the later one waits for the next.
+on it in one inference thread, so that the event loop goes on parsing, validating and
+encoding other calls meanwhile. ``select_action`` calls are queued and merged: whatever
+calls arrive while a forward pass runs (or within the optional wait bound) go through the
+next pass together, each call's answer in its own order (dynamic batching). Two calls
+that name the same agent are never merged into one pass; the later one waits for the
+next. A lone client calling serially has nothing to overlap with: its passes run on the
+event loop itself, sparing each call two thread switches, until calls of several clients
+meet in one pass again.
 
 The HTTP side is the service kit's (:mod:`agentgpt.service`): bearer keys checked in
 constant time, body limits, JSON or MessagePack on every route, errors as
@@ -77,11 +80,10 @@ METHODS = (
 class _Pending:
     """A queued ``select_action`` call and the future its answer goes to."""
 
-    __slots__ = ("future", "keys", "request")
+    __slots__ = ("future", "request")
 
     def __init__(self, request: ActRequest, future: asyncio.Future) -> None:
         self.request = request
-        self.keys = request.keys
         self.future = future
 
 
@@ -90,9 +92,9 @@ class PolicyServer:
 
     ``model_dir``: a run directory (or a model directory holding ``checkpoint.pt``).
     ``api_keys``: accepted bearer keys; none serves everyone as one anonymous caller
-    (only sensible on loopback). ``batch_wait`` (seconds) holds a forward pass open for
-    more concurrent calls after the first one arrives (0: merge only what is already
-    queued). ``watch`` reloads newer checkpoints every ``watch_interval`` seconds.
+    (only sensible on loopback). ``batch_wait`` (seconds): while several clients are
+    calling, a forward pass waits this long after its first call for more to join (0:
+    merge only what is already queued). ``watch`` reloads newer checkpoints every ``watch_interval`` seconds.
     ``.app`` is the ASGI app; ``.run()`` serves it with uvicorn.
     """
 
@@ -211,7 +213,11 @@ class PolicyServer:
         import torch
 
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "agentgpt-inference")
-        # One thread per forward pass: passes are small and come back to back.
+        # One thread per forward pass: passes are small and come back to back, and on a
+        # busy machine a pass split over threads waits at every op for a thread that lost
+        # its core. OpenMP keeps the setting per thread, so both threads that run passes
+        # (this one, for a lone client, and the inference thread) get it.
+        torch.set_num_threads(1)
         await asyncio.get_running_loop().run_in_executor(self._executor, torch.set_num_threads, 1)
         self._queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -263,6 +269,8 @@ class PolicyServer:
                 self._held.append(self._queue.get_nowait())
             except asyncio.QueueEmpty:
                 break
+        if len(self._held) == 1 and not self._held[0].future.cancelled():
+            return [self._held.popleft()]  # a lone call: nothing to keep it apart from
         batch: list[_Pending] = []
         taken: set[Any] = set()
         agents = 0
@@ -272,11 +280,12 @@ class PolicyServer:
                 self._held.popleft()
                 continue
             size = len(item.request.agent_ids)
-            if batch and (item.keys & taken or agents + size > self.max_batch_agents):
+            keys = item.request.keys
+            if batch and (keys & taken or agents + size > self.max_batch_agents):
                 break
             self._held.popleft()
             batch.append(item)
-            taken |= item.keys
+            taken |= keys
             agents += size
         return batch
 
@@ -285,7 +294,8 @@ class PolicyServer:
         while True:
             if not self._held:
                 self._held.append(await self._queue.get())
-                if self.batch_wait > 0:
+                if self.batch_wait > 0 and self._shared_passes:
+                    # Other clients are calling too: give their calls time to join.
                     await asyncio.sleep(self.batch_wait)
             batch = self._take()
             if not batch:

@@ -198,3 +198,15 @@ def test_invocations_with_an_unknown_method(server) -> None:
     _refused(answer, 422, "invalid_argument", "method", "select_action")
     with GPTAPI(server, "k1") as api, pytest.raises(BadRequestError):
         api.set_num_input_states(99)
+
+
+def test_sessions_are_limited(cartpole_run) -> None:
+    """Every session holds a little state, so a caller cannot make them without bound."""
+    api = GPTAPI.local(cartpole_run, max_agents=4)
+    engine = api.engine
+    for i in range(engine.max_sessions):
+        engine.get_num_input_states("local", {"session": f"s{i}"})
+    api.session = "one-too-many"
+    with pytest.raises(UnavailableError) as caught:
+        api.get_num_input_states()
+    assert caught.value.error_type == "too_many_agents" and "sessions" in caught.value.message

@@ -93,3 +93,44 @@ def test_eval_reports_an_unreachable_policy_server(cartpole_run) -> None:
         app, ["eval", str(cartpole_run), "--policy-url", "http://127.0.0.1:9", "--episodes", "1"]
     )
     assert shown.exit_code == 2 and "Cannot evaluate" in shown.output
+
+
+def test_a_container_serves_the_model_directory(cartpole_run, tmp_path) -> None:
+    """Without a run directory, ``agentgpt serve`` serves ``$SM_MODEL_DIR`` (SageMaker's
+    /opt/ml/model, where a model archive unpacks: here one run directory inside it) and
+    answers ``/ping`` and ``/invocations``. The test binds loopback, not 0.0.0.0."""
+    import shutil
+
+    import httpx
+
+    model = tmp_path / "model"
+    shutil.copytree(cartpole_run, model / "cartpole")
+    env = {**os.environ, "SM_MODEL_DIR": str(model)}
+    env.pop("AGENTGPT_API_KEYS", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentgpt", "serve", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        url = None
+        assert process.stdout is not None
+        for line in process.stdout:
+            found = re.search(r"on (http://\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url is not None
+        assert httpx.get(url + "/ping").json() == {"status": "ok"}
+        answer = httpx.post(
+            url + "/invocations",
+            json={"method": "select_action", "agent_ids": [0], "observations": [[0.0] * 4]},
+        )
+        assert answer.status_code == 200 and answer.json()["actions"][0] in (0, 1)
+        info = httpx.post(url + "/invocations", json={"method": "info"}).json()
+        assert info["run_name"] == "cartpole"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)

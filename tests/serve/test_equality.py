@@ -200,3 +200,28 @@ def test_mid_control_mixes_policy_and_random_actions(hybrid_run, policy_server) 
             start[:] = True
             ended = ["mixed"]
     assert 90 <= policy <= 210 and random >= 90, (policy, random)
+
+
+def test_changing_k_mid_episode_reads_the_stored_observations(cartpole_run) -> None:
+    """Agents keep their last observations up to the maximum K, so after K changes the
+    next action is that of an actor of the new K on the whole episode so far."""
+    agent = load_agent(cartpole_run)
+    api = GPTAPI.local(cartpole_run)
+    env = gymnasium.make("CartPole-v1")
+    obs, _ = env.reset(seed=11)
+    history = []
+    for step, k in enumerate([3] * 6 + [16] * 4 + [2] * 4 + [16] * 3):
+        if step == 0 or k != api.get_num_input_states():
+            api.set_num_input_states(k)
+        history.append(obs)
+        served = api.select_action(["a"], obs[None])
+        actor = agent.make_actor(1, num_input_states=k)
+        starts = np.array([True])
+        for past in history:
+            expected = actor.act(past[None], starts)
+            starts[:] = False
+        np.testing.assert_array_equal(served, expected, err_msg=f"step {step}, K={k}")
+        obs, _, terminated, truncated, _ = env.step(int(served[0]))
+        if terminated or truncated:
+            break
+    assert len(history) > 10  # K went up after the window had slid at K = 3

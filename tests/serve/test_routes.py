@@ -146,3 +146,15 @@ def test_idle_agents_are_evicted(cartpole_run, policy_server) -> None:
             time.sleep(0.05)
         assert api.info()["stats"]["agents_held"] == 0
         api.select_action(["a"], np.zeros((1, 4)))  # starts a fresh context
+
+
+def test_stochastic_calls_sample_from_the_policy(hybrid_run, policy_server) -> None:
+    url, _ = policy_server(hybrid_run)
+    obs = np.tile(np.array([0.5, 0.5, 0.5, 0.2], np.float32), (8, 1))
+    with GPTAPI(url) as api:
+        mode = api.select_action(list(range(8)), obs)
+        sampled = api.select_action([f"s{i}" for i in range(8)], obs, deterministic=False)
+    # Every agent saw the same single observation: the mode is one action, samples vary.
+    assert np.allclose(mode["amount"], mode["amount"][0])
+    assert len(np.unique(sampled["amount"])) > 1
+    assert np.all(np.abs(sampled["amount"]) <= 1.0)
