@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,9 @@ def checkpoint_globals() -> list[Any]:
     ]
 
 
+_LOADING = threading.Lock()
+
+
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically (a crash mid-write never leaves a broken checkpoint)."""
     run_dir = Path(run_dir)
@@ -141,7 +145,9 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        with torch.serialization.safe_globals(checkpoint_globals()):
+        # torch keeps the allowed globals in one process-wide list that the context
+        # manager sets and restores; loads in several threads at once must take turns.
+        with _LOADING, torch.serialization.safe_globals(checkpoint_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(

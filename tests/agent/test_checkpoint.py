@@ -83,3 +83,15 @@ def test_a_file_that_is_no_checkpoint_is_refused(tmp_path):
     torch.save([1, 2, 3], tmp_path / CHECKPOINT_FILE)
     with pytest.raises(ValueError, match="unsupported checkpoint format list"):
         load_checkpoint(tmp_path)
+
+
+def test_loads_in_many_threads_at_once_all_succeed(cartpole_run: Path) -> None:
+    """The allowed globals live in one process-wide list; loads that overlap (a server
+    loading a model while another thread does too) must not undo each other's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agentgpt.agent.checkpoint import load_agent
+
+    with ThreadPoolExecutor(8) as pool:
+        agents = list(pool.map(lambda _: load_agent(cartpole_run), range(32)))
+    assert len(agents) == 32 and all(a.env.env_id == "CartPole-v1" for a in agents)
