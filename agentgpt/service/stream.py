@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -38,7 +38,13 @@ from agentgpt.protocol.keys import AUTHORIZATION_HEADER
 from agentgpt.service import errors
 from agentgpt.service.keys import ApiKeys
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "stream_endpoint"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "Channel",
+    "serve_frames",
+    "stream_endpoint",
+    "stream_handlers",
+]
 
 #: Requests of one connection that may run at once.
 DEFAULT_MAX_IN_FLIGHT = 256
@@ -77,9 +83,7 @@ def stream_endpoint(
     session; ``max_frame_bytes`` is the body limit."""
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be positive")
-    handlers = {"POST": dict(post), "GET": dict(get)}
-    for path, answer in (public or {}).items():
-        handlers["GET"].setdefault(path, _public_handler(answer))
+    handlers = stream_handlers(post, get, public)
 
     async def endpoint(websocket: WebSocket) -> None:
         try:
@@ -88,10 +92,90 @@ def stream_endpoint(
             await _deny(websocket, error)
             return
         await websocket.accept()
-        session = _Session(websocket, owner, handlers, max_frame_bytes, debug, logger, unencodable)
-        await session.run(max_in_flight)
+        await serve_frames(
+            _StarletteChannel(websocket),
+            owner,
+            handlers,
+            max_frame_bytes=max_frame_bytes,
+            debug=debug,
+            logger=logger,
+            unencodable=unencodable,
+            max_in_flight=max_in_flight,
+        )
 
     return endpoint
+
+
+def stream_handlers(
+    post: Mapping[str, Callable[[str, dict[str, Any]], Any]],
+    get: Mapping[str, Callable[[str, dict[str, Any]], Any]],
+    public: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """A service's handlers by method and path, as :func:`serve_frames` dispatches them."""
+    handlers = {"POST": dict(post), "GET": dict(get)}
+    for path, answer in (public or {}).items():
+        handlers["GET"].setdefault(path, _public_handler(answer))
+    return handlers
+
+
+class Channel(Protocol):
+    """A message connection frames travel on: a WebSocket, whichever side opened it."""
+
+    async def receive(self) -> tuple[bytes | str, bool] | None:
+        """The next message and whether it is binary; ``None`` once the peer is gone."""
+
+    async def send(self, data: bytes | str, binary: bool) -> None:
+        """Send one message (a failure because the peer is gone is not an error)."""
+
+    async def close(self, code: int) -> None:
+        """Close the connection with ``code``."""
+
+
+class _StarletteChannel:
+    """The server side of an accepted Starlette WebSocket."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def receive(self) -> tuple[bytes | str, bool] | None:
+        try:
+            message = await self.websocket.receive()
+        except WebSocketDisconnect:
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        if message.get("bytes") is not None:
+            return message["bytes"], True
+        return message.get("text") or "", False
+
+    async def send(self, data: bytes | str, binary: bool) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            if binary:
+                await self.websocket.send_bytes(data)  # type: ignore[arg-type]
+            else:
+                await self.websocket.send_text(data)  # type: ignore[arg-type]
+
+    async def close(self, code: int) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.websocket.close(code=code)
+
+
+async def serve_frames(
+    channel: Channel,
+    owner: str,
+    handlers: dict[str, dict[str, Any]],
+    *,
+    max_frame_bytes: int,
+    debug: bool,
+    logger: logging.Logger,
+    unencodable: Callable[[Exception], errors.ApiError] = errors.internal_error,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> None:
+    """Answer the requests that arrive on ``channel`` as ``owner`` until it closes: the
+    streaming session on any WebSocket, accepted here or dialled out (``handlers`` from
+    :func:`stream_handlers`)."""
+    session = _Session(channel, owner, handlers, max_frame_bytes, debug, logger, unencodable)
+    await session.run(max_in_flight)
 
 
 def _public_handler(answer: Callable[[], dict[str, Any]]) -> Any:
@@ -122,7 +206,7 @@ class _Session:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        channel: Channel,
         owner: str,
         handlers: dict[str, dict[str, Any]],
         max_frame_bytes: int,
@@ -130,7 +214,7 @@ class _Session:
         logger: logging.Logger,
         unencodable: Callable[[Exception], errors.ApiError],
     ) -> None:
-        self.websocket = websocket
+        self.channel = channel
         self.owner = owner
         self.handlers = handlers
         self.max_frame_bytes = max_frame_bytes
@@ -145,11 +229,10 @@ class _Session:
         try:
             while True:
                 await slots.acquire()  # backpressure: read no further while full
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
+                message = await self.channel.receive()
+                if message is None:
                     return
-                binary = message.get("bytes") is not None
-                data = message["bytes"] if binary else message.get("text")
+                data, binary = message
                 try:
                     request = self._parse(data, binary)
                 except _BadFrame as exc:
@@ -158,8 +241,6 @@ class _Session:
                 task = asyncio.create_task(self._answer(request, binary, slots))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-        except WebSocketDisconnect:
-            return
         finally:
             for task in list(self.tasks):
                 task.cancel()
@@ -230,11 +311,7 @@ class _Session:
 
     async def _send(self, frame: Any, binary: bool) -> None:
         async with self.send_lock:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                if binary:
-                    await self.websocket.send_bytes(frame)
-                else:
-                    await self.websocket.send_text(frame)
+            await self.channel.send(frame, binary)
 
     async def _refuse_frame(self, problem: _BadFrame, binary: bool) -> None:
         if problem.error_type == "payload_too_large":
@@ -248,5 +325,4 @@ class _Session:
         answer["status"] = error.status
         await self._send(self._encode(answer, binary), binary)
         code = _CLOSE_TOO_BIG if problem.error_type == "payload_too_large" else _CLOSE_PROTOCOL
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await self.websocket.close(code=code)
+        await self.channel.close(code)
