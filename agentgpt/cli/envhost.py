@@ -270,6 +270,25 @@ def env_server(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    connect: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Dial out to a trainer listening at this URL (agentgpt train ... --listen"
+            " PORT; ws://host:port or wss://) and serve it over that connection, instead of"
+            " listening: no inbound port needed. Presents the first API key.",
+            rich_help_panel="Hosting",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="With --connect: this host's name at the trainer (default: the machine's);"
+            " a host that dials in again under its name takes its place back.",
+            rich_help_panel="Hosting",
+        ),
+    ] = None,
     public_ip: Annotated[
         bool,
         typer.Option(
@@ -434,6 +453,17 @@ def env_server(
         typer.echo("No API key configured: every client is accepted.", err=True)
     else:
         typer.echo(f"{len(server.keys)} API key(s) configured.", err=True)
+    if connect is not None:
+        from agentgpt.envhost.dial import default_host_name
+        from agentgpt.protocol.dialing import check_host_name
+
+        try:
+            host_name = check_host_name(name or default_host_name())
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--name") from None
+        typer.echo(f"Dialling the trainer at {connect} as {host_name!r}", err=True)
+        server.connect(connect, keys[0] if keys else None, host_name)
+        return
     server.run(
         host=host,
         port=port,

@@ -41,6 +41,7 @@ _FIXED_PARAMS = (
     "env_url",
     "env_hosts",
     "env_hosts_dns",
+    "listen",
     "envs_per_host",
     "api_key",
     "fleet_timeout",
@@ -127,6 +128,16 @@ def train_command(
             rich_help_panel=FLEET_PANEL,
         ),
     ] = None,
+    listen: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            metavar="[HOST:]PORT",
+            help="Listen for env hosts that dial in (agentgpt env-server --connect"
+            " ws://this-machine:PORT), for simulators no connection can reach; training"
+            " starts once --env-hosts N (default 1) have connected.",
+            rich_help_panel=FLEET_PANEL,
+        ),
+    ] = None,
     envs_per_host: EnvsPerHostFlag = None,
     api_key: ApiKeyFlag = None,
     fleet_timeout: FleetTimeoutFlag = 60.0,
@@ -154,7 +165,14 @@ def train_command(
     )
 
     fleet = _fleet_options(
-        env_url, env_hosts, envs_per_host, api_key, fleet_timeout, step_timeout, env_hosts_dns
+        env_url,
+        env_hosts,
+        envs_per_host,
+        api_key,
+        fleet_timeout,
+        step_timeout,
+        env_hosts_dns,
+        listen,
     )
 
     if resume and flags.get("total_steps") is None:
@@ -217,9 +235,10 @@ def _fleet_options(
     fleet_timeout: float,
     step_timeout: float,
     env_hosts_dns: str | None = None,
+    listen: str | None = None,
 ) -> Any:
     """The FleetOptions the flags describe, or None to train on local envs."""
-    if not env_url and not env_hosts and not env_hosts_dns:
+    if not env_url and not env_hosts and not env_hosts_dns and listen is None:
         if envs_per_host is not None:
             raise typer.BadParameter("needs --env-url or --env-hosts", param_hint="--envs-per-host")
         return None
@@ -244,6 +263,7 @@ def _fleet_options(
             fleet_timeout=fleet_timeout,
             step_timeout=step_timeout,
             env_hosts_dns=env_hosts_dns,
+            listen=listen,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -152,22 +152,26 @@ class EnvServer:
         self.inline_envs = frozenset(inline_envs)
         self.inline_limit = float(inline_limit)
         self._closing: set[asyncio.Task] = set()
+        #: The route handlers (path -> handler), served over HTTP and streams alike.
+        self.post_handlers: dict[str, Any] = {
+            routes.STEP: self._step,
+            routes.RESET: self._reset,
+            routes.MAKE: self._make,
+            routes.MAKE_VEC: self._make_vec,
+            routes.RENDER: self._render,
+            routes.CLOSE: self._close,
+        }
+        self.get_handlers: dict[str, Any] = {
+            routes.ACTION_SPACE: self._action_space,
+            routes.OBSERVATION_SPACE: self._observation_space,
+            routes.OPENAPI: self._openapi_document,
+        }
+        self.public_handlers: dict[str, Any] = {routes.HEALTH: self._health}
         #: The ASGI application (Starlette).
         self.app = service_app(
-            post={
-                routes.STEP: self._step,
-                routes.RESET: self._reset,
-                routes.MAKE: self._make,
-                routes.MAKE_VEC: self._make_vec,
-                routes.RENDER: self._render,
-                routes.CLOSE: self._close,
-            },
-            get={
-                routes.ACTION_SPACE: self._action_space,
-                routes.OBSERVATION_SPACE: self._observation_space,
-                routes.OPENAPI: self._openapi_document,
-            },
-            public={routes.HEALTH: self._health},
+            post=self.post_handlers,
+            get=self.get_handlers,
+            public=self.public_handlers,
             keys=self.keys,
             max_body_bytes=self.max_body_bytes,
             debug=debug,
@@ -211,6 +215,19 @@ class EnvServer:
             tls_key=tls_key,
             log_level=log_level,
         )
+
+    def connect(self, url: str, api_key: str | None, name: str) -> None:
+        """Serve the trainer listening at ``url`` (``ws://`` or ``wss://``) over connections
+        this host opens, as ``name``, until interrupted (:mod:`agentgpt.envhost.dial`)."""
+        from agentgpt.envhost.dial import dial_out
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(dial_out(self, url, api_key, name))
+
+    def lifespan_context(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """What serving needs around it (the idle reaper; every env closed at the end),
+        for a server run other than by uvicorn."""
+        return self._lifespan(None)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:

@@ -48,7 +48,9 @@ class FleetOptions:
     before it is considered down. ``env_hosts_dns``: instead of URLs, ``NAME:PORT`` of a
     headless Service: every address the name resolves to is one env host, resolved again
     when a host goes down (``env_hosts`` then sets the number of host slots; by default
-    one per address found at the start).
+    one per address found at the start). ``listen``: instead, ``[HOST:]PORT`` to listen
+    on for env hosts that dial in (``agentgpt env-server --connect``); training starts
+    once ``env_hosts`` of them (default 1) have connected.
     """
 
     env_urls: Sequence[str] = ()
@@ -58,8 +60,13 @@ class FleetOptions:
     fleet_timeout: float = 60.0
     step_timeout: float = 30.0
     env_hosts_dns: str | None = None
+    listen: str | None = None
 
     def __post_init__(self) -> None:
+        if self.listen is not None:
+            parse_listen(self.listen)
+            if self.env_urls or self.env_hosts_dns:
+                raise ValueError("listening for env hosts excludes env URLs and a DNS name")
         if self.env_hosts_dns is not None:
             from agentgpt.hosts.dns import parse_dns_target
 
@@ -70,7 +77,7 @@ class FleetOptions:
             raise ValueError("give either env URLs or a number of local env hosts, not both")
         if self.env_hosts < 0:
             raise ValueError("env_hosts must be positive")
-        if not self.env_urls and not self.env_hosts and not self.env_hosts_dns:
+        if not (self.env_urls or self.env_hosts or self.env_hosts_dns or self.listen):
             raise ValueError("give env URLs or a number of local env hosts")
         if self.envs_per_host is not None:
             counts = list(self.envs_per_host)
@@ -88,6 +95,15 @@ class FleetOptions:
     @property
     def num_hosts(self) -> int:
         return len(self.env_urls) or self.env_hosts
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` as (host, port); the host is 127.0.0.1 when left out."""
+    host, _, port = str(value).rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen takes [HOST:]PORT, got {value!r}")
+    return host, int(port)
 
 
 def split_envs(total: int, hosts: int) -> list[int]:
@@ -115,6 +131,17 @@ def host_provider(
     processes for ``env_hosts``, else the servers at ``env_urls``, opened with
     ``api_key`` or the ``AGENTGPT_API_KEY`` environment variable."""
     api_key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
+    if options.listen is not None:
+        from agentgpt.hosts.listen import ListeningHosts
+
+        host, port = parse_listen(options.listen)
+        return ListeningHosts(
+            options.env_hosts or 1,
+            host,
+            port,
+            api_key=api_key or None,
+            wait_timeout=max(options.fleet_timeout, 300.0),
+        )
     if options.env_hosts_dns:
         from agentgpt.hosts.dns import DnsHosts, parse_dns_target
 
@@ -150,12 +177,13 @@ def open_fleet(
     with contextlib.ExitStack() as stack:
         hosts = stack.enter_context(host_provider(options, register=register, log_dir=log_dir))
         urls, api_key = hosts.urls, hosts.api_key
-        if options.env_hosts and not options.env_hosts_dns:
+        if options.env_hosts and not options.env_hosts_dns and options.listen is None:
             log.info("started %d local env servers: %s", len(urls), ", ".join(urls))
         fleet = Fleet.from_urls(
             urls,
             env_id,
             locators=getattr(hosts, "locators", None),
+            connectors=getattr(hosts, "connectors", None),
             envs_per_host=_per_host(options, num_envs, len(urls)),
             api_key=api_key,
             seed=seed,

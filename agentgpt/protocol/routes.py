@@ -19,6 +19,7 @@ __all__ = [
     "RESET",
     "STEP",
     "STREAM",
+    "HOSTS_CONNECT",
 ]
 
 HEALTH = "/health"
@@ -36,6 +37,9 @@ OPENAPI = "/openapi.json"
 #: The WebSocket route of the streaming session: the routes above as frames on one
 #: connection (``docs/protocol.md``, "Streaming session").
 STREAM = "/stream"
+#: The WebSocket route a trainer listening for env hosts offers (``train --listen``): an
+#: env host dials it and serves the streaming session over it the other way round.
+HOSTS_CONNECT = "/hosts/connect"
 
 #: Routes that take a body (POST).
 POST_ROUTES = (MAKE, MAKE_VEC, RESET, STEP, RENDER, CLOSE)

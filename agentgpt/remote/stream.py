@@ -38,7 +38,7 @@ from agentgpt.remote.errors import RemoteEnvError, remote_error
 from agentgpt.remote.transport import Destination, check_url
 from agentgpt.wire import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, WireError, decode, encode
 
-__all__ = ["StreamRefused", "StreamTransport"]
+__all__ = ["StreamRefused", "StreamTransport", "read_answer"]
 
 _RECV_BYTES = 1 << 16
 #: After this many idle seconds a request first takes in what the server sent meanwhile.
@@ -165,18 +165,7 @@ class StreamTransport(BaseTransport):
                 del self._waiting[request_id]
                 raise self._lost(exc) from exc
         del self._waiting[request_id]
-        frame = self._answers.pop(request_id)
-        status = frame.get("status")
-        if status == 200 and isinstance(frame.get("body"), dict):
-            return frame["body"]
-        error = frame.get("error")
-        if isinstance(status, int) and isinstance(error, dict):
-            raise remote_error(
-                status, str(error.get("type", "error")), str(error.get("message", ""))
-            )
-        raise remote_error(
-            status if isinstance(status, int) else 200, "bad_response", "a malformed answer"
-        )
+        return read_answer(self._answers.pop(request_id))
 
     def connect(self) -> None:
         """Open the connection now (it otherwise opens on the first request): raises
@@ -353,4 +342,18 @@ def _refusal(base_url: str, exc: BaseException | None) -> RemoteEnvError:
         return StreamRefused(None, "stream_refused", f"{base_url}: {exc}")
     return remote_error(
         None, "connection_error", f"{base_url} closed the connection during the upgrade"
+    )
+
+
+def read_answer(frame: dict[str, Any]) -> dict[str, Any]:
+    """The body of an answer frame of the streaming session, or its error raised as the
+    exception of the tree in :mod:`agentgpt.remote.errors` its status and type call for."""
+    status = frame.get("status")
+    if status == 200 and isinstance(frame.get("body"), dict):
+        return frame["body"]
+    error = frame.get("error")
+    if isinstance(status, int) and isinstance(error, dict):
+        raise remote_error(status, str(error.get("type", "error")), str(error.get("message", "")))
+    raise remote_error(
+        status if isinstance(status, int) else 200, "bad_response", "a malformed answer"
     )

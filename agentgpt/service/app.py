@@ -153,6 +153,7 @@ def service_app(
     browsers: BrowserPolicy | None = None,
     stream: str | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    websockets: Mapping[str, Callable[[Any], Awaitable[None]]] | None = None,
 ) -> Starlette:
     """A service's ASGI app.
 
@@ -169,6 +170,8 @@ def service_app(
     ``stream``: the path of a WebSocket route that serves the ``post`` and ``get``
     handlers as a streaming session (:mod:`agentgpt.service.stream`), with at most
     ``max_in_flight`` requests of one connection running at once; ``None``: none.
+    ``websockets``: path -> endpoint of further WebSocket routes, which check keys
+    themselves (the browser checks still apply at their upgrade).
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -199,6 +202,7 @@ def service_app(
             public=public,
         )
         routes.append(WebSocketRoute(stream, endpoint))
+    routes += [WebSocketRoute(path, endpoint) for path, endpoint in (websockets or {}).items()]
     policy = browsers or browser_policy(keys.enabled)
     middleware = [Middleware(BrowserGuard, policy=policy)]
     if policy.origins:

@@ -41,6 +41,7 @@ from agentgpt.service.keys import ApiKeys
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "Channel",
+    "deny_upgrade",
     "serve_frames",
     "stream_endpoint",
     "stream_handlers",
@@ -89,7 +90,7 @@ def stream_endpoint(
         try:
             owner = keys.owner_for(websocket.headers.get(AUTHORIZATION_HEADER))
         except errors.ApiError as error:
-            await _deny(websocket, error)
+            await deny_upgrade(websocket, error)
             return
         await websocket.accept()
         await serve_frames(
@@ -185,7 +186,7 @@ def _public_handler(answer: Callable[[], dict[str, Any]]) -> Any:
     return handler
 
 
-async def _deny(websocket: WebSocket, error: errors.ApiError) -> None:
+async def deny_upgrade(websocket: WebSocket, error: errors.ApiError) -> None:
     """Refuse the upgrade with the error's own HTTP answer (a 401 for a wrong key), so
     that a client can tell it from a server with no stream (Starlette's bare 403)."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):

@@ -130,6 +130,7 @@ class Fleet(VectorEnv):
         backoff_max: float = 30.0,
         locators: Sequence[Callable[[], str]] | None = None,
         transport: TransportKind | None = None,
+        connectors: Sequence[Callable[[float], Any]] | None = None,
     ) -> None:
         """A fleet of ``env_id`` envs on the env servers at ``urls``.
 
@@ -146,6 +147,8 @@ class Fleet(VectorEnv):
         in logs); see :attr:`Endpoint.locate <agentgpt.remote.fleet.streams.Endpoint>`.
         ``transport``: how each env's requests travel (``"auto"``, ``"http"``,
         ``"stream"``; default: :data:`~agentgpt.remote.connect.DEFAULT_TRANSPORT`).
+        ``connectors``: for hosts that dial in to this process (``train --listen``), one
+        callable per host giving a transport over its connection, for a timeout.
 
         Hosts that cannot be reached start down and are retried; building fails with
         :class:`FleetDownError` only when no host answers within ``fleet_timeout``. Hosts
@@ -174,6 +177,8 @@ class Fleet(VectorEnv):
         self._short_timeout = short_timeout
         if locators is not None and len(locators) != len(urls):
             raise ValueError(f"locators has {len(locators)} entries for {len(urls)} hosts")
+        if connectors is not None and len(connectors) != len(urls):
+            raise ValueError(f"connectors has {len(connectors)} entries for {len(urls)} hosts")
         endpoints = [
             Endpoint(
                 url,
@@ -184,6 +189,7 @@ class Fleet(VectorEnv):
                 short_timeout,
                 None if locators is None else locators[index],
                 transport,
+                None if connectors is None else connectors[index],
             )
             for index, url in enumerate(urls)
         ]

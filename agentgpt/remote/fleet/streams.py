@@ -84,6 +84,11 @@ class Endpoint:
     locate: Callable[[], str] | None = field(default=None, compare=False, repr=False)
     #: How requests travel (:mod:`agentgpt.remote.connect`); None: the default.
     kind: TransportKind | None = None
+    #: For a host that dials in (``train --listen``): gives a transport over its current
+    #: connection, for a timeout in seconds; None: connect to :attr:`url`.
+    connect: Callable[[float], BaseTransport] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def label(self) -> str:
@@ -101,6 +106,8 @@ class Endpoint:
         timeout = self.short_timeout if short else self.step_timeout
         url = self.url
         try:
+            if self.connect is not None:
+                return self.connect(timeout)
             if self.locate is not None:
                 url = self.locate()
             return open_transport(
