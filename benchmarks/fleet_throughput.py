@@ -6,9 +6,9 @@ Run from the repository root::
     python benchmarks/fleet_throughput.py --updates 5  # quicker
 
 In one run it trains CartPole-v1 (default hyperparameters, 64 envs) for the same number
-of updates in four setups and reports training env-steps per second (collection and PPO
+of updates in several setups and reports training env-steps per second (collection and PPO
 updates together, setup excluded). The setups run in turn, ``--repeat`` rounds of all
-four, and each reports its best round, so a slow spell of a shared machine does not
+of them, and each reports its best round, so a slow spell of a shared machine does not
 land on one setup only:
 
 - ``local``: a local Gymnasium sync vector env (64 envs) in the trainer's process;
@@ -16,6 +16,9 @@ land on one setup only:
 - ``4 hosts``: four env servers with 16 envs each;
 - ``4 hosts, 1 slow``: the same, but the first server's CartPole sleeps 5 ms in every
   step (``benchmarks/slow_env.py``), so that server answers a 16-env step in ~80 ms.
+
+The remote setups run over each transport of ``--transports`` (HTTP and the streaming
+session by default); the slow-host setup over the last one.
 
 Each remote setup collects asynchronously (``Fleet``): the trainer acts for whichever
 servers have answered, one batched forward pass at a time. The table shows each figure
@@ -60,7 +63,9 @@ def measure(hp: Hyperparameters, envs: object | None, label: str) -> tuple[float
     return result.global_step / elapsed, lag, share
 
 
-def fleet_setup(hosts: int, envs_per_host: int, slow_host: bool, seed: int) -> tuple:
+def fleet_setup(
+    hosts: int, envs_per_host: int, slow_host: bool, seed: int, transport: str
+) -> tuple:
     registrations = [
         {"CartPole-v1": SLOW_FACTORY} if slow_host and i == 0 else None for i in range(hosts)
     ]
@@ -71,6 +76,7 @@ def fleet_setup(hosts: int, envs_per_host: int, slow_host: bool, seed: int) -> t
         envs_per_host=envs_per_host,
         api_key=launched.api_key,
         seed=seed,
+        transport=transport,
     )
     return launched, fleet
 
@@ -83,7 +89,13 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds over all setups; the best of each counts"
     )
+    parser.add_argument(
+        "--transports",
+        default="http,stream",
+        help="how the remote setups' requests travel, comma separated (http, stream)",
+    )
     args = parser.parse_args()
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     torch.set_num_threads(max(1, torch.get_num_threads()))
     hp = Hyperparameters(
         env_id="CartPole-v1", num_envs=args.envs, seed=args.seed, checkpoint_every=10**9
@@ -93,20 +105,21 @@ def main() -> None:
     # One update first, untimed: the first run in a process pays one-off costs (torch
     # kernels, imports) that would otherwise be charged to whichever setup runs first.
     measure(hp.replace(total_steps=hp.batch_steps), None, "warm-up")
-    setups = [
-        ("local", 0, args.envs, False),
-        ("1 host", 1, args.envs, False),
-        ("4 hosts", 4, args.envs // 4, False),
-        ("4 hosts, 1 slow", 4, args.envs // 4, True),
-    ]
+    setups = [("local", 0, args.envs, False, "")]
+    for transport in transports:
+        setups += [
+            (f"1 host, {transport}", 1, args.envs, False, transport),
+            (f"4 hosts, {transport}", 4, args.envs // 4, False, transport),
+        ]
+    setups.append((f"4 hosts, 1 slow, {transports[-1]}", 4, args.envs // 4, True, transports[-1]))
     results: dict[str, tuple[float, float, float]] = {}
     for round_ in range(args.repeat):
-        for label, hosts, per_host, slow in setups:
+        for label, hosts, per_host, slow, transport in setups:
             name = f"{label.replace(' ', '-').replace(',', '')}-{round_}"
             if hosts == 0:
                 figure = measure(hp, None, name)
             else:
-                launched, fleet = fleet_setup(hosts, per_host, slow, args.seed)
+                launched, fleet = fleet_setup(hosts, per_host, slow, args.seed, transport)
                 try:
                     figure = measure(hp, fleet, name)
                 finally:
@@ -117,7 +130,7 @@ def main() -> None:
                 results[label] = figure
 
     local = results["local"][0]
-    healthy = results["4 hosts"][0]
+    healthy = results[f"4 hosts, {transports[-1]}"][0]
     print(
         f"\nCartPole-v1, {args.envs} envs, {args.updates} updates "
         f"({hp.total_steps:,} steps) per setup, best of {args.repeat} rounds\n"
@@ -126,7 +139,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for label, (sps, lag, share) in results.items():
         print(f"| {label} | {sps:,.0f} | {sps / local:.2f}x | {lag:.2f} | {share:.0%} |")
-    slow = results["4 hosts, 1 slow"][0]
+    slow = results[f"4 hosts, 1 slow, {transports[-1]}"][0]
     print(f"\n4 hosts with one slow / healthy 4 hosts: {slow / healthy:.2f}x")
 
 
