@@ -21,7 +21,7 @@ app = typer.Typer(
 def _register_commands() -> None:
     # Each module imports its heavy dependencies (torch, uvicorn) inside its commands, so
     # registering them is cheap and works without the [train] extra.
-    from agentgpt.cli import agent, envhost, hosts, serve, train, tune
+    from agentgpt.cli import agent, cloud, envhost, hosts, sagemaker, serve, train, tune
 
     envhost.register(app)
     hosts.register(app)
@@ -29,6 +29,8 @@ def _register_commands() -> None:
     tune.register(app)
     agent.register(app)
     serve.register(app)
+    cloud.register(app)
+    sagemaker.register(app)
 
 
 _register_commands()
