@@ -126,10 +126,12 @@ def host_provider(
     *,
     register: Mapping[str, str] | None = None,
     log_dir: str | Path | None = None,
+    inline_envs: Sequence[str] = (),
 ) -> HostProvider:
     """The provider of the env servers ``options`` name (not started yet): local child
-    processes for ``env_hosts``, else the servers at ``env_urls``, opened with
-    ``api_key`` or the ``AGENTGPT_API_KEY`` environment variable."""
+    processes for ``env_hosts`` (stepping ``inline_envs`` on their event loops), else the
+    servers at ``env_urls``, opened with ``api_key`` or the ``AGENTGPT_API_KEY``
+    environment variable."""
     api_key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
     if options.listen is not None:
         from agentgpt.hosts.listen import ListeningHosts
@@ -152,7 +154,11 @@ def host_provider(
 
         # Supervised: a child that dies comes back on its port, and the fleet finds it.
         return LocalEnvHosts(
-            options.env_hosts, register=dict(register or {}), log_dir=log_dir, supervise=True
+            options.env_hosts,
+            register=dict(register or {}),
+            log_dir=log_dir,
+            supervise=True,
+            inline_envs=inline_envs,
         )
     return RunningHosts(options.env_urls, api_key or None)
 
@@ -175,7 +181,11 @@ def open_fleet(
     from agentgpt.remote.fleet import Fleet
 
     with contextlib.ExitStack() as stack:
-        hosts = stack.enter_context(host_provider(options, register=register, log_dir=log_dir))
+        # Local hosts serve this run only: its env steps on their event loops, and one
+        # that proves slow goes back to a worker thread by itself (EnvServer.inline_envs).
+        hosts = stack.enter_context(
+            host_provider(options, register=register, log_dir=log_dir, inline_envs=[env_id])
+        )
         urls, api_key = hosts.urls, hosts.api_key
         if options.env_hosts and not options.env_hosts_dns and options.listen is None:
             log.info("started %d local env servers: %s", len(urls), ", ".join(urls))

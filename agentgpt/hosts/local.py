@@ -141,11 +141,19 @@ class _PortTaken(Exception):
 class _Host:
     """One child server: its fixed port, its log file and its current process."""
 
-    def __init__(self, index: int, port: int, log_path: Path, register: dict[str, str]) -> None:
+    def __init__(
+        self,
+        index: int,
+        port: int,
+        log_path: Path,
+        register: dict[str, str],
+        inline_envs: Sequence[str] = (),
+    ) -> None:
         self.index = index
         self.port = port
         self.log_path = log_path
         self.register = register
+        self.inline_envs = list(inline_envs)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_offset = 0  # where the current process's output starts in the log
         self.started_at = 0.0  # monotonic time of the current process's start
@@ -163,6 +171,8 @@ class _Host:
         command += ["--port", str(self.port), "--log-level", "warning"]
         for name, spec in self.register.items():
             command += ["--register", f"{name}={spec}"]
+        for name in self.inline_envs:
+            command += ["--inline-env", name]
         return command
 
     def running(self) -> bool:
@@ -237,6 +247,7 @@ class LocalEnvHosts(HostProvider):
     at ``restart_backoff[0]`` seconds and doubles up to ``restart_backoff[1]``; a host that
     crashes ``max_restarts`` times in a row (each within a minute of its start) is left
     down, and the log says so. Clients of the fleet then find it back by themselves.
+    ``inline_envs``: env names each host steps on its event loop (``--inline-env``).
     """
 
     def __init__(
@@ -251,6 +262,7 @@ class LocalEnvHosts(HostProvider):
         supervise: bool = False,
         max_restarts: int = 5,
         restart_backoff: tuple[float, float] = (0.5, 30.0),
+        inline_envs: Sequence[str] = (),
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, got {count!r}")
@@ -289,7 +301,7 @@ class LocalEnvHosts(HostProvider):
         self._hosts = []
         for index, port in enumerate(_free_ports(count)):
             log_path = logs / f"host-{index}.log"
-            self._hosts.append(_Host(index, port, log_path, per_host[index]))
+            self._hosts.append(_Host(index, port, log_path, per_host[index], inline_envs))
         self._lock = threading.RLock()
         # Children are started from one long-lived thread: the parent-death signal fires when
         # the *thread* that forked a child exits, so a short-lived caller thread must not fork.
