@@ -7,11 +7,20 @@ Imports of the server (Starlette, uvicorn, Gymnasium) happen inside the command 
 from __future__ import annotations
 
 import importlib.util
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from agentgpt.cli.server_flags import (
+    ApiKeyFlag,
+    ApiKeysFileFlag,
+    DebugFlag,
+    InsecureFlag,
+    LogLevelFlag,
+    configure_logging,
+    read_keys,
+)
 
 __all__ = ["register", "is_loopback", "parse_registrations"]
 
@@ -75,41 +84,13 @@ def unity_registrations(
     return launchers
 
 
-def _configure_logging(level: str) -> None:
-    """Show the server's own messages (envs made and closed, env errors) like uvicorn's."""
-    from agentgpt.core.logs import show_logs
-
-    numeric = logging.getLevelName(level.upper())
-    # uvicorn's "trace" level has no logging name: show everything then.
-    show_logs(
-        "agentgpt",
-        numeric if isinstance(numeric, int) else logging.DEBUG,
-        "%(levelname)s:     %(message)s",
-    )
-
-
 def env_server(
     host: Annotated[
         str, typer.Option(help="Address to listen on. Use 0.0.0.0 to accept remote clients.")
     ] = _DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free port).")] = 8000,
-    api_key: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--api-key",
-            help="Accepted bearer key (repeatable). Also read from AGENTGPT_API_KEYS"
-            " (comma separated) and --api-keys-file, which keep keys out of the process list.",
-        ),
-    ] = None,
-    api_keys_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="File with one accepted key per line ('#' comments allowed).",
-            exists=True,
-            dir_okay=False,
-            readable=True,
-        ),
-    ] = None,
+    api_key: ApiKeyFlag = None,
+    api_keys_file: ApiKeysFileFlag = None,
     register_env: Annotated[
         list[str] | None,
         typer.Option(
@@ -167,15 +148,8 @@ def env_server(
             rich_help_panel="Unity",
         ),
     ] = None,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure", help="Allow listening on a non-loopback address without any API key."
-        ),
-    ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Include tracebacks in error responses.")
-    ] = False,
+    insecure: InsecureFlag = False,
+    debug: DebugFlag = False,
     max_body_bytes: Annotated[
         int, typer.Option(help="Largest accepted request body, in bytes (413 above).", min=1)
     ] = 8 * 1024 * 1024,
@@ -269,7 +243,7 @@ def env_server(
             help="PEM private key of --tls-cert.", exists=True, dir_okay=False, readable=True
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: LogLevelFlag = "info",
     connect: Annotated[
         str | None,
         typer.Option(
@@ -339,14 +313,11 @@ def env_server(
     docs/security.md)."""
     from agentgpt.envhost.server import EnvServer
     from agentgpt.service.connections import ConnectionLimits
-    from agentgpt.service.keys import keys_from_env, keys_from_file
     from agentgpt.service.serving import InsecureBindError, check_exposure
 
-    _configure_logging(log_level)
+    configure_logging(log_level)
 
-    keys = list(api_key or []) + keys_from_env()
-    if api_keys_file is not None:
-        keys += keys_from_file(api_keys_file)
+    keys = read_keys(api_key, api_keys_file)
     if public_ip or tunnel is not None or upnp or tunnel_host:
         from agentgpt.cli.launch import serve_launched
 

@@ -183,12 +183,12 @@ def serve_command(
     """Serve the model in /opt/ml/model (or $AGENTGPT_OPT_ML/model) on port 8080
     ($SAGEMAKER_BIND_TO_PORT): /ping and /invocations, with stateful sessions."""
     require("sagemaker serve", "torch")
-    from agentgpt.cli.envhost import _configure_logging
+    from agentgpt.cli.server_flags import configure_logging
     from agentgpt.cloud.sagemaker.container import BIND_PORT_ENV, DEFAULT_PORT, OptMl
     from agentgpt.cloud.sagemaker.sessions import StatefulSessions
     from agentgpt.serve.server import PolicyServer
 
-    _configure_logging(log_level)
+    configure_logging(log_level)
     paths = OptMl.from_env()
     port_text = os.environ.get(BIND_PORT_ENV) or str(DEFAULT_PORT)
     try:

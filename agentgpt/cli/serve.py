@@ -12,8 +12,17 @@ from typing import Annotated
 
 import typer
 
-from agentgpt.cli.envhost import _configure_logging, is_loopback
+from agentgpt.cli.envhost import is_loopback
 from agentgpt.cli.extras import require
+from agentgpt.cli.server_flags import (
+    ApiKeyFlag,
+    ApiKeysFileFlag,
+    DebugFlag,
+    InsecureFlag,
+    LogLevelFlag,
+    configure_logging,
+    read_keys,
+)
 
 __all__ = ["register", "serve_command"]
 
@@ -50,29 +59,9 @@ def serve_command(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on (default 8000; 0 picks a free port).")
     ] = None,
-    api_key: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--api-key",
-            help="Accepted bearer key (repeatable). Also read from AGENTGPT_API_KEYS"
-            " (comma separated) and --api-keys-file.",
-        ),
-    ] = None,
-    api_keys_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="File with one accepted key per line ('#' comments allowed).",
-            exists=True,
-            dir_okay=False,
-            readable=True,
-        ),
-    ] = None,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure", help="Allow listening on a non-loopback address without any API key."
-        ),
-    ] = False,
+    api_key: ApiKeyFlag = None,
+    api_keys_file: ApiKeysFileFlag = None,
+    insecure: InsecureFlag = False,
     watch: Annotated[
         bool,
         typer.Option(
@@ -111,19 +100,13 @@ def serve_command(
         int, typer.Option(help="Largest accepted request body, in bytes (413 above).", min=1)
     ] = 6 * 1024 * 1024,
     seed: Annotated[int, typer.Option(help="Seeds random actions (per session).")] = 0,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Include tracebacks in error responses.")
-    ] = False,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    debug: DebugFlag = False,
+    log_level: LogLevelFlag = "info",
 ) -> None:
     """Serve a trained agent's actions over HTTP (see docs/serving.md)."""
     require("serve", "torch")
-    from agentgpt.service.keys import keys_from_env, keys_from_file
-
-    _configure_logging(log_level)
-    keys = list(api_key or []) + keys_from_env()
-    if api_keys_file is not None:
-        keys += keys_from_file(api_keys_file)
+    configure_logging(log_level)
+    keys = read_keys(api_key, api_keys_file)
 
     container = False
     if run_dir is None:
