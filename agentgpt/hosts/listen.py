@@ -26,10 +26,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+
 from agentgpt import wire
 from agentgpt.hosts.provider import HostProvider
 from agentgpt.protocol import routes
 from agentgpt.protocol.dialing import HOST_NAME_HEADER, check_host_name
+from agentgpt.protocol.frames import request_frame
 from agentgpt.protocol.keys import AUTHORIZATION_HEADER
 from agentgpt.remote.base_transport import BaseTransport
 from agentgpt.remote.errors import remote_error
@@ -67,24 +70,24 @@ class _Link:
             raise ConnectionResetError(f"env host {self.name} disconnected")
         request_id = self.next_id
         self.next_id += 1
-        frame: dict[str, Any] = {"id": request_id, "path": path, "body": body}
-        if method != "POST":
-            frame["method"] = method
+        frame = request_frame(request_id, path, body, method)
         future = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         try:
-            async with self.send_lock:
-                await self.websocket.send_bytes(wire.encode(frame, wire.MSGPACK_MEDIA_TYPE))
+            try:
+                async with self.send_lock:
+                    await self.websocket.send_bytes(wire.encode(frame, wire.MSGPACK_MEDIA_TYPE))
+            except (RuntimeError, OSError, WebSocketDisconnect) as exc:
+                # The host went away under the send: Starlette, uvicorn and asyncio each
+                # say so with their own exception; the fleet needs one it reads as a
+                # host fault.
+                raise ConnectionResetError(f"env host {self.name} disconnected") from exc
             return await future
-        except RuntimeError as exc:  # the socket closed under the send
-            raise ConnectionResetError(f"env host {self.name} disconnected") from exc
         finally:
             self.pending.pop(request_id, None)
 
     async def read(self) -> None:
         """Take answers until the connection ends; then fail every request in flight."""
-        from starlette.websockets import WebSocketDisconnect
-
         try:
             while True:
                 message = await self.websocket.receive()
