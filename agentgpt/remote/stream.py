@@ -28,6 +28,7 @@ from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from agentgpt.protocol import routes
+from agentgpt.protocol.frames import request_frame
 from agentgpt.remote.base_transport import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -118,9 +119,7 @@ class StreamTransport(BaseTransport):
             raise remote_error(None, "closed", "this client is closed")
         request_id = self._next_id
         self._next_id += 1
-        frame: dict[str, Any] = {"id": request_id, "path": path, "body": body}
-        if method != "POST":
-            frame["method"] = method
+        frame = request_frame(request_id, path, body, method)
         data = encode(frame, self._media_type)
         try:
             if self._sock is not None and time.monotonic() - self._last_io > _IDLE_CHECK:
