@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +38,8 @@ __all__ = ["register"]
 MODEL_FILES = ("checkpoint.pt", "hyperparameters.yaml", "tuned.yaml", "metrics.csv")
 #: Run name inside the container when the hyperparameters give none.
 DEFAULT_RUN_NAME = "agentgpt"
+#: Where the leader of a multi-instance job listens for the others (torch's default).
+DEFAULT_MASTER_PORT = 29500
 
 app = typer.Typer(
     name="sagemaker",
@@ -88,16 +91,15 @@ def _train(paths: Any) -> None:
     from agentgpt.envs import PETTINGZOO_ENVS
     from agentgpt.hosts.fleet import FleetOptions, open_fleet
     from agentgpt.train.hyperparameters import Hyperparameters
+    from agentgpt.train.replicas import replica_seed, share_of
     from agentgpt.train.run import TrainingInterrupted, train
 
     fields, container = from_string_map(Hyperparameters, paths.hyperparameters())
     env_urls, secret = container["env_urls"], container["env_api_key_secret"]
     resources = paths.resource_config()
-    if resources.world_size > 1:
-        raise NotImplementedError(
-            f"this job has {resources.world_size} instances; training on more than one "
-            "instance is not available yet (set instance_count: 1)"
-        )
+    rank, world_size = resources.rank, resources.world_size
+    if world_size > 1:
+        env_urls = share_of(env_urls, rank, world_size) if env_urls else env_urls
     # The run lives in the checkpoint directory, which SageMaker syncs with S3: a job
     # restarted after a spot interruption finds its checkpoint there and resumes.
     fields["runs_dir"] = str(paths.checkpoint_dir)
@@ -107,6 +109,13 @@ def _train(paths: Any) -> None:
     resume = (run_dir / CHECKPOINT_FILE).is_file()
     if resume:
         print(f"Resuming from the checkpoint in {run_dir}", flush=True)
+    if not resources.is_leader:
+        # Only the leader writes under /opt/ml/checkpoints (SageMaker uploads it); the
+        # others keep their run in a scratch directory, resumed from the leader's copy.
+        scratch = Path(tempfile.mkdtemp(prefix="agentgpt-replica-"))
+        if resume:
+            shutil.copytree(run_dir, scratch / hparams.run_name)
+        hparams = hparams.replace(runs_dir=str(scratch))
     api_key = fetch_secret(secret) if secret else None
     if env_urls and not api_key:
         api_key = os.environ.get("AGENTGPT_API_KEY")
@@ -114,6 +123,11 @@ def _train(paths: Any) -> None:
         print("env_api_key_secret is set but no env_urls: training on local envs", flush=True)
 
     with contextlib.ExitStack() as stack:
+        # Join the other instances first: one that fails to reach its env servers then
+        # leaves a group the others notice at once, instead of one they wait for.
+        replicas = _join_replicas(resources) if world_size > 1 else None
+        if replicas is not None:
+            stack.callback(replicas.close)
         envs = None
         if env_urls:
             timeout = container["fleet_timeout"]
@@ -127,7 +141,7 @@ def _train(paths: Any) -> None:
                     hparams.env_id,
                     options,
                     num_envs=hparams.num_envs,
-                    seed=hparams.seed,
+                    seed=replica_seed(hparams.seed, rank),
                     env_kwargs=hparams.env_kwargs,
                     register=PETTINGZOO_ENVS,
                 )
@@ -141,8 +155,9 @@ def _train(paths: Any) -> None:
                 resume=resume,
                 envs=envs,
                 show_progress=False,
-                callbacks=[_metrics_printer()],
+                callbacks=[_metrics_printer(resources.current_host, resources.is_leader)],
                 team_envs=PETTINGZOO_ENVS,
+                replicas=replicas,
             )
         except TrainingInterrupted as stop:
             raise _Stopped(
@@ -154,15 +169,45 @@ def _train(paths: Any) -> None:
     print(f"Trained {result.global_step} steps", flush=True)
 
 
-def _metrics_printer() -> Any:
+def _join_replicas(resources: Any) -> Any:
+    """This instance's place in the job's ``torch.distributed`` group.
+
+    The leader (``algo-1``) listens on ``$MASTER_PORT`` (29500) of ``$MASTER_ADDR`` (its
+    host name); gloo uses the network interface SageMaker names in
+    ``resourceconfig.json`` unless ``$GLOO_SOCKET_IFNAME`` says otherwise.
+    """
+    from agentgpt.train.replicas import TorchReplicas
+
+    if resources.network_interface_name and not os.environ.get("GLOO_SOCKET_IFNAME"):
+        os.environ["GLOO_SOCKET_IFNAME"] = resources.network_interface_name
+    address = os.environ.get("MASTER_ADDR") or resources.leader
+    port = int(os.environ.get("MASTER_PORT") or DEFAULT_MASTER_PORT)
+    print(
+        f"Instance {resources.current_host} joins {resources.world_size} instances "
+        f"(rank {resources.rank}, leader {resources.leader} at {address}:{port})",
+        flush=True,
+    )
+    return TorchReplicas(resources.rank, resources.world_size, address, port)
+
+
+def _metrics_printer(host: str, is_leader: bool) -> Any:
     from agentgpt.cloud.sagemaker.hyperparameters import metric_line
     from agentgpt.train.callbacks import Callback
 
     class MetricsPrinter(Callback):
-        """Prints each update's metrics in the form the job's metric definitions match."""
+        """Prints each update's metrics in the form the job's metric definitions match
+        (the leader's only: it speaks for the job), and on every instance of a
+        multi-instance job the digest of the weights all instances agreed on."""
 
         def on_update(self, event: Any) -> None:
-            print(metric_line(event.row), flush=True)
+            if is_leader:
+                print(metric_line(event.row), flush=True)
+            if event.weights_digest is not None:
+                print(
+                    f"agentgpt-replica host={host} update={event.update} "
+                    f"weights={event.weights_digest}",
+                    flush=True,
+                )
 
     return MetricsPrinter()
 

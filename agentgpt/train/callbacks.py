@@ -77,6 +77,9 @@ class UpdateEvent(_Event):
 
     row: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    #: When several replicas train together: the digest of the weights they all hold
+    #: after this update (None for a single process).
+    weights_digest: str | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from agentgpt.policy.encoders import ObsTensors
 from agentgpt.policy.model import GPTPolicy
 from agentgpt.train.config import PPOConfig
+from agentgpt.train.replicas import Replicas
 from agentgpt.train.rollout import Rollout, window_start
 
 
@@ -123,9 +124,16 @@ def ppo_update(
     hp: PPOConfig,
     ent_coef: float,
     generator: torch.Generator,
+    replicas: Replicas | None = None,
 ) -> UpdateStats:
     """Several epochs of clipped PPO over the rollout's windows (their length and stride
-    resolved for the policy's context length)."""
+    resolved for the policy's context length).
+
+    With several ``replicas`` each computes gradients on its own rollout and they are
+    averaged before every optimizer step; the replicas also agree on the number of
+    minibatches, on the KL that may stop the epochs early, and on the returned
+    statistics, so their weights stay identical."""
+    replicas = replicas or Replicas()
     k = hp.window(policy.num_input_states)
     seq = training_windows(
         rollout,
@@ -146,6 +154,9 @@ def ppo_update(
 
     num_seq = seq["vector"].shape[0]
     per_batch = max(1, num_seq // hp.num_minibatches)
+    # Every replica must take the same number of steps, or one would wait forever for
+    # the others' gradients: replicas with more windows leave the surplus untrained.
+    batches, _ = replicas.bounds(num_seq // per_batch)
     totals = {"pl": 0.0, "vl": 0.0, "ent": 0.0, "kl": 0.0, "cf": 0.0}
     count = 0
     stop = False
@@ -153,7 +164,7 @@ def ppo_update(
     policy.train()
     for epoch in range(hp.epochs):
         order = torch.randperm(num_seq, generator=generator)
-        for first in range(0, num_seq - per_batch + 1, per_batch):
+        for first in range(0, batches * per_batch, per_batch):
             idx = order[first : first + per_batch]
             obs = ObsTensors(seq["vector"][idx], seq["discrete"][idx], [im[idx] for im in images])
             out = policy(
@@ -174,15 +185,17 @@ def ppo_update(
             entropy = (out.dist.entropy() * valid).sum() / n_valid
             loss = policy_loss + hp.vf_coef * value_loss - ent_coef * entropy
 
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), hp.max_grad_norm, foreach=True)
-            optimizer.step()
-
             with torch.no_grad():
                 approx_kl = float((((ratio - 1) - log_ratio) * pol).sum() / n_pol)
                 clipped = ((ratio - 1).abs() > hp.clip_range).float()
                 totals["cf"] += float((clipped * pol).sum() / n_pol)
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            # The KL travels with the gradients, so every replica stops at the same step.
+            (approx_kl,) = replicas.average_gradients(policy.parameters(), [approx_kl])
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), hp.max_grad_norm, foreach=True)
+            optimizer.step()
             totals["pl"] += float(policy_loss.detach())
             totals["vl"] += float(value_loss.detach())
             totals["ent"] += float(entropy.detach())
@@ -201,13 +214,24 @@ def ppo_update(
     var_y = float(np.var(y)) if y.size else 0.0
     explained = float("nan") if var_y == 0 else 1.0 - float(np.var(y - pred)) / var_y
     c = max(count, 1)
+    known = 0.0 if math.isnan(explained) else 1.0
+    pl, vl, ent, cf, ev, known = replicas.mean(
+        [
+            totals["pl"] / c,
+            totals["vl"] / c,
+            totals["ent"] / c,
+            totals["cf"] / c,
+            explained if known else 0.0,
+            known,
+        ]
+    )
     return UpdateStats(
-        policy_loss=totals["pl"] / c,
-        value_loss=totals["vl"] / c,
-        entropy=totals["ent"] / c,
+        policy_loss=pl,
+        value_loss=vl,
+        entropy=ent,
         approx_kl=totals["kl"] / c,
-        clip_fraction=totals["cf"] / c,
-        explained_variance=explained,
+        clip_fraction=cf,
+        explained_variance=ev / known if known else float("nan"),
         epochs=epochs_done,
         minibatches=count,
     )

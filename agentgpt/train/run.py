@@ -52,6 +52,7 @@ from agentgpt.train.callbacks import (
 from agentgpt.train.collector import Collector
 from agentgpt.train.hyperparameters import Hyperparameters
 from agentgpt.train.ppo import EntropyTuner, UpdateStats, compute_gae, ppo_update
+from agentgpt.train.replicas import ReplicaLost, Replicas, replica_seed
 from agentgpt.train.reporting import Reporter
 from agentgpt.train.reward_scaling import RewardScaler
 from agentgpt.train.threads import free_cores
@@ -165,9 +166,14 @@ class Trainer:
         envs: Any = None,
         resume_state: dict[str, Any] | None = None,
         evaluator: Evaluator | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         self.hp = hp
         self.run_dir = run_dir
+        #: The processes training this policy together (just this one by default).
+        self.replicas = replicas or Replicas()
+        #: This replica's env seed (the run's seed on the leader).
+        self.env_seed = replica_seed(hp.seed, self.replicas.rank)
         self.model, self.ppo, self.run_config = hp.model, hp.ppo, hp.run
         # Collection runs many tiny forward passes, which extra threads only slow down;
         # the update's larger batches use every core no other program keeps busy.
@@ -226,21 +232,55 @@ class Trainer:
             window=hp.window,
             stride=hp.stride,
             control_random_prob=hp.control_random_prob,
-            seed=hp.seed,
+            seed=self.env_seed,
         )
         self.tuner = EntropyTuner(self.policy, self.ppo)
         self.generator = torch.Generator().manual_seed(hp.seed + 1)
-        self.batch_steps = self.envs.num_envs * hp.rollout_steps
+        #: Steps one update trains on, over all replicas.
+        self.batch_steps = self._agree_on_batch(self.envs.num_envs * hp.rollout_steps)
         self.num_updates = max(1, hp.total_steps // self.batch_steps)
         self.update = 0
         self.global_step = 0
         self.lr = hp.learning_rate
 
         if resume_state is None:
-            self.collector.reset(seed=hp.seed)
+            self.collector.reset(seed=self.env_seed)
         else:
             self._load(resume_state, restored)
+        self._join_replicas()
         self._boundary = self._snapshot()
+
+    def _agree_on_batch(self, steps: int) -> int:
+        """The steps of one update over all replicas, each of which must collect as
+        many (their minibatches, and so their gradient exchanges, must pair up)."""
+        low, high = self.replicas.bounds(steps)
+        if low != high:
+            raise ValueError(
+                f"training replicas collect {low} to {high} steps per update; each must "
+                "collect the same (num_envs x rollout_steps)"
+            )
+        return steps * self.replicas.world_size
+
+    def _join_replicas(self) -> None:
+        """Start every replica from the leader's weights and statistics, at the same
+        update (a resumed replica must have found the same checkpoint)."""
+        replicas = self.replicas
+        if not replicas.distributed:
+            return
+        low, high = replicas.bounds(self.update)
+        if low != high:
+            raise ValueError(
+                f"training replicas start at updates {low} to {high}: every instance "
+                "must resume from the same checkpoint"
+            )
+        replicas.broadcast_parameters(self.policy)
+        if self.actor is not self.policy:
+            self.actor.load_state_dict(self.policy.state_dict())
+        replicas.merge_statistics(self._statistics())
+
+    def _statistics(self) -> list[Any]:
+        """The running statistics collection updates (observation and reward scale)."""
+        return [self.normalizer.rms, self.reward_scaler.rms]
 
     # ---------------------------------------------------------- state
     def _snapshot(self) -> dict[str, Any]:
@@ -290,9 +330,13 @@ class Trainer:
             self.collector.load_state_dict(state["collector"])
         else:
             # Envs could not be saved: continue on freshly reset ones.
-            self.collector.reset(seed=self.hp.seed + 7919 * self.update)
+            self.collector.reset(seed=self.env_seed + 7919 * self.update)
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write the checkpoint of the last update boundary (the leader's job when
+        several replicas train; the others return None)."""
+        if not self.replicas.is_leader:
+            return None
         return save_checkpoint(self.run_dir, self._boundary)
 
     def agent(self) -> Agent:
@@ -314,15 +358,21 @@ class Trainer:
         start_step = self.global_step
         try:
             while self.update < self.num_updates and not stop.requested:
-                last_row, timing = self._one_update(started, start_step)
+                last_row, timing, digest = self._one_update(started, start_step)
                 self._boundary = self._snapshot()
-                hooks.on_update(self._event(UpdateEvent, stop, row=last_row, timing=timing))
+                hooks.on_update(
+                    self._event(
+                        UpdateEvent, stop, row=last_row, timing=timing, weights_digest=digest
+                    )
+                )
                 every = self.run_config.eval_every
-                if every and self.update % every == 0:
+                if every and self.update % every == 0 and self.replicas.is_leader:
                     result = self.evaluator(
                         self.agent(), self.run_config.eval_episodes, self.hp.seed
                     )
                     hooks.on_evaluation(self._event(EvaluationEvent, stop, result=result))
+                if self.replicas.any(stop.requested) and not stop.requested:
+                    stop("another training replica stopped")
                 if (
                     stop.requested
                     or self.update % self.run_config.checkpoint_every == 0
@@ -336,6 +386,9 @@ class Trainer:
             self.save()
             saved_step = int(self._boundary["progress"]["global_step"])
             raise EnvHostsUnavailable(str(exc), self.run_dir, saved_step) from exc
+        except ReplicaLost:
+            self.save()  # the last boundary every replica agreed on
+            raise
         finally:
             try:
                 hooks.on_end()
@@ -368,6 +421,7 @@ class Trainer:
             self.ppo,
             self.tuner.coef,
             self.generator,
+            self.replicas,
         )
 
     def _update_while_collecting(
@@ -396,8 +450,11 @@ class Trainer:
         self.actor.load_state_dict(self.policy.state_dict())
         return outcome["stats"]
 
-    def _one_update(self, started: float, start_step: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """One rollout and update; returns the metrics row and the timing row."""
+    def _one_update(
+        self, started: float, start_step: int
+    ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        """One rollout and update; returns the metrics row, the timing row and the
+        weights digest the replicas agreed on (None for a single process)."""
         hp = self.hp
         progress = self.update / self.num_updates
         if hp.anneal_lr:
@@ -406,6 +463,7 @@ class Trainer:
             group["lr"] = self.lr
         torch.set_num_threads(1)
         rollout = self.collector.collect(hp.rollout_steps)
+        self.replicas.merge_statistics(self._statistics())
         if not self.overlap:
             # An overlapped update shares the cores with collection, which goes on
             # meanwhile; one thread each keeps them from preempting each other.
@@ -425,6 +483,9 @@ class Trainer:
             stats = self._update_while_collecting(rollout, adv, ret)
         else:
             stats = self._learn(rollout, adv, ret)
+        digest = self.replicas.agree_on_weights(self.policy)
+        if digest is not None and self.actor is not self.policy:
+            self.actor.load_state_dict(self.policy.state_dict())
         target = self.tuner.target(progress)
         ent_coef_used = self.tuner.coef
         self.tuner.update(stats.entropy, progress)
@@ -460,7 +521,7 @@ class Trainer:
         hosts = getattr(self.envs, "hosts", None)  # env sources on env servers report them
         if hosts is not None:
             timing["hosts_up"] = sum(1 for host in hosts if host.up)
-        return row, timing
+        return row, timing, digest
 
 
 class EnvHostsUnavailable(RuntimeError):
@@ -518,6 +579,7 @@ def train(
     show_progress: bool | None = None,
     callbacks: Iterable[Callback] = (),
     team_envs: Mapping[str, str] | None = None,
+    replicas: Replicas | None = None,
 ) -> RunResult:
     """Train a GPT policy with PPO and return where the run was saved.
 
@@ -538,6 +600,10 @@ def train(
     to their ``"module:factory"``, so a periodic evaluation of such a run plays the team
     episodes. Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`; envs
     that stay unavailable save one and raise :class:`EnvHostsUnavailable`.
+
+    ``replicas`` (:mod:`agentgpt.train.replicas`) trains one policy in several processes,
+    each on its own ``envs``: ``total_steps`` counts the steps of all of them, and only
+    the leader writes checkpoints (every replica resumes from the leader's).
     """
     hparams = claim_run(hparams)
     run_dir = run_dir_of(hparams)
@@ -556,6 +622,7 @@ def train(
         envs=envs,
         resume_state=state,
         evaluator=local_evaluator(hparams, team_envs),
+        replicas=replicas,
     )
     if state is None:
         trainer.save()

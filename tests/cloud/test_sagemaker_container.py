@@ -265,11 +265,17 @@ def test_bad_env_url_fails_the_job_and_wait_raises_its_reason(
     assert raised.value.reason == reason
 
 
-def test_more_than_one_instance_is_refused_clearly(tmp_path: Path, moto_server: str) -> None:
-    _write_job(tmp_path, dict(TINY), hosts=["algo-1", "algo-2"])
+def test_fewer_env_servers_than_instances_fail_clearly(tmp_path: Path, moto_server: str) -> None:
+    _write_job(
+        tmp_path,
+        {**TINY, "env_urls": "http://127.0.0.1:9"},
+        hosts=["algo-1", "algo-2", "algo-3"],
+        current="algo-2",
+    )
     result = _run_train(_aws_env(moto_server, tmp_path))
     assert result.returncode != 0
-    assert "more than one instance" in (tmp_path / "output" / "failure").read_text()
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert "1 env server(s) for 3 training instances" in failure
 
 
 # ---------------------------------------------------------------------------- serve
