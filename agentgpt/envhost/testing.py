@@ -1,7 +1,7 @@
 """Run a real env server inside the current process, for tests and notebooks.
 
 Tests of the clients, the trainer fleet and the server itself talk to a real uvicorn server
-over loopback, run by :func:`agentgpt.service.testing.serve_in_thread` with the production
+over loopback, run by :func:`agentgpt.service.threaded.serve_in_thread` with the production
 settings. Stopping it closes every env the server still holds.
 """
 

@@ -43,7 +43,7 @@ from agentgpt.service.app import service_app
 from agentgpt.service.keys import ApiKeys
 from agentgpt.service.serving import check_exposure
 from agentgpt.service.stream import deny_upgrade
-from agentgpt.service.testing import serve_in_thread
+from agentgpt.service.threaded import serve_in_thread
 
 __all__ = ["LinkTransport", "ListeningHosts"]
 

@@ -24,8 +24,9 @@ set of operating habits fit them all:
 - :mod:`~agentgpt.service.serving`: the uvicorn settings (limits, TLS) and listening
   sockets production and tests share, and the rule that a server without API keys listens
   on loopback only.
-- :mod:`~agentgpt.service.testing`: any ASGI app served by a real uvicorn server in a
-  background thread, on a free loopback port.
+- :mod:`~agentgpt.service.threaded`: any ASGI app served by a real uvicorn server in a
+  background thread (the trainer's listener for dialled-in hosts, tests, notebooks);
+  :mod:`~agentgpt.service.testing` re-exports it for tests.
 
 The kit never imports torch, and imports nothing from a particular server.
 """

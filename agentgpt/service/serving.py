@@ -1,7 +1,7 @@
 """How a service is handed to uvicorn: the one place for its uvicorn settings and sockets.
 
 Every way of serving (a server's ``run`` through :func:`serve`, and
-:func:`~agentgpt.service.testing.serve_in_thread`) builds its ``uvicorn.Config`` here, so
+:func:`~agentgpt.service.threaded.serve_in_thread`) builds its ``uvicorn.Config`` here, so
 production and tests run with the same settings and the same
 :class:`~agentgpt.service.connections.ConnectionLimits`. Only public ``uvicorn.Config``
 options are used (the limits travel as the protocol class ``Config(http=...)`` accepts).
