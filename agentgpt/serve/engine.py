@@ -123,29 +123,6 @@ def load_model(path: str | Path) -> LoadedModel:
 
 
 @dataclass
-class AgentContext:
-    """One agent's sequence: its stored observations and its cache slot."""
-
-    slot: int
-    vector: np.ndarray  # [max_k, vector_dim] raw (unnormalized) float32, a ring
-    discrete: np.ndarray  # [max_k, n_discrete] int64
-    images: list[np.ndarray]  # [max_k, *shape] uint8 each
-    last_used: float
-    #: Observations of the current episode so far (the ring holds the last max_k).
-    steps: int = 0
-    #: Tokens of the current window in the cache slot (valid only for ``generation``).
-    cached: int = 0
-    generation: int = -1
-    cached_control: float = -1.0
-    #: Per-agent control value; None follows the session's.
-    control: float | None = None
-
-    def reset(self) -> None:
-        self.steps = 0
-        self.cached = 0
-
-
-@dataclass
 class Scope:
     """The agents of one (API key, session) pair and the session's settings."""
 
@@ -155,7 +132,8 @@ class Scope:
     rng: np.random.Generator
     generator: torch.Generator
     control: float = 1.0
-    agents: dict[rq.AgentId, AgentContext] = field(default_factory=dict)
+    #: Agent id -> its slot (the row of the engine's per-agent state arrays).
+    agents: dict[rq.AgentId, int] = field(default_factory=dict)
     last_used: float = 0.0
 
 
@@ -172,11 +150,16 @@ class ActRequest:
     #: The spaces it was validated against (a reload with new spaces refuses it).
     observation_space: gymnasium.Space
 
+    @property
+    def scope_key(self) -> tuple[str, str]:
+        """The (owner, session) its agent ids are scoped to."""
+        return (self.owner, self.session)
+
     @functools.cached_property
-    def keys(self) -> set[tuple[str, str, Any]]:
-        """What a concurrent request must not share with this one in a batch."""
-        ids = [*self.agent_ids, *self.terminated]
-        return {(self.owner, self.session, (type(i).__name__, i)) for i in ids}
+    def id_set(self) -> frozenset[rq.AgentId]:
+        """The ids a concurrent request of the same scope must not share with this one in
+        a batch (ids are strings or integers, so ``1`` and ``"1"`` stay apart)."""
+        return frozenset(self.agent_ids).union(self.terminated)
 
 
 def _seed_of(seed: int, owner: str, session: str) -> int:
@@ -217,6 +200,22 @@ class PolicyEngine:
         self.generation = 0
         self.reloads = 0
         self.stats = {"forward_passes": 0, "act_calls": 0, "requests": 0, "agents": 0}
+        # Every agent's state, by cache slot, so that a batch reads and updates it in a few
+        # array operations whatever its size:
+        slots = self.max_agents
+        #: Observations of the current episode so far (the ring holds the last max_k).
+        self._steps = np.zeros(slots, np.int64)
+        #: Tokens of the current window in the cache slot, valid only for the model
+        #: generation in ``_generations`` and the control value in ``_cached_controls``
+        #: (-1: the slot holds none).
+        self._cached = np.zeros(slots, np.int64)
+        self._generations = np.full(slots, -1, np.int64)
+        self._cached_controls = np.full(slots, -1.0, np.float64)
+        #: Per-agent control value; NaN follows the session's.
+        self._controls = np.full(slots, np.nan, np.float64)
+        self._last_used = np.zeros(slots, np.float64)
+        #: Per slot, its image rings ``[max_k, *shape]`` (uint8), one per image input.
+        self._images: list[list[np.ndarray]] = [[] for _ in range(slots)]
         self._install(model)
         self._free = list(range(self.max_agents - 1, -1, -1))
 
@@ -243,6 +242,13 @@ class PolicyEngine:
             self._vectors = np.zeros(shapes[0], np.float32)
         if getattr(self, "_discretes", None) is None or self._discretes.shape != shapes[1]:
             self._discretes = np.zeros(shapes[1], np.int64)
+        # The stored vectors normalized with this model's statistics, as the actor keeps
+        # its window: each observation is normalized once, when it arrives.
+        rows = self.max_agents * self.max_k
+        self._normalized = np.array(
+            self.normalizer.normalize(self._vectors.reshape(rows, codec.vector_dim)),
+            np.float32,
+        ).reshape(shapes[0])
         self._observation_wire = wire.space_to_wire(self.observation_space)
         self._action_wire = wire.space_to_wire(self.action_space)
         self._batched_actions: dict[int, gymnasium.Space] = {}
@@ -262,8 +268,7 @@ class PolicyEngine:
         for scope in self.scopes.values():
             scope.k = min(scope.k, self.max_k)
             if not keep:
-                for agent in scope.agents.values():
-                    self._free.append(agent.slot)
+                self._free.extend(scope.agents.values())
                 scope.agents.clear()
         return keep
 
@@ -301,21 +306,28 @@ class PolicyEngine:
         scope.last_used = time.monotonic() if now is None else now
         return scope
 
-    def _new_agent(self, now: float) -> AgentContext:
-        codec = self.obs_codec
+    def _new_agent(self, now: float) -> int:
+        """A free slot, its state that of a new agent (its stored observations are
+        never read before this agent's own overwrite them)."""
         slot = self._free.pop()
-        return AgentContext(
-            slot=slot,
-            vector=self._vectors[slot],
-            discrete=self._discretes[slot],
-            images=[np.zeros((self.max_k, *s), np.uint8) for s in codec.image_shapes],
-            last_used=now,
-        )
+        self._steps[slot] = 0
+        self._cached[slot] = 0
+        self._generations[slot] = -1
+        self._cached_controls[slot] = -1.0
+        self._controls[slot] = np.nan
+        self._last_used[slot] = now
+        shapes = self.obs_codec.image_shapes
+        images = self._images[slot]
+        if len(images) != len(shapes) or any(
+            ring.shape != (self.max_k, *shape) for ring, shape in zip(images, shapes, strict=False)
+        ):
+            self._images[slot] = [np.zeros((self.max_k, *s), np.uint8) for s in shapes]
+        return slot
 
     def _drop(self, scope: Scope, agent_id: rq.AgentId) -> None:
-        agent = scope.agents.pop(agent_id, None)
-        if agent is not None:
-            self._free.append(agent.slot)
+        slot = scope.agents.pop(agent_id, None)
+        if slot is not None:
+            self._free.append(slot)
 
     def evict_idle(self, now: float | None = None) -> int:
         """Forget agents idle longer than the timeout, and sessions left empty and idle;
@@ -324,9 +336,14 @@ class PolicyEngine:
         deadline = now - self.agent_idle_timeout
         evicted = 0
         for key, scope in list(self.scopes.items()):
-            for agent_id in [i for i, a in scope.agents.items() if a.last_used < deadline]:
-                self._drop(scope, agent_id)
-                evicted += 1
+            if scope.agents:
+                slots = np.fromiter(scope.agents.values(), np.int64, len(scope.agents))
+                idle = np.flatnonzero(self._last_used[slots] < deadline)
+                if len(idle):
+                    ids = list(scope.agents)
+                    for j in idle.tolist():
+                        self._drop(scope, ids[j])
+                    evicted += len(idle)
             if not scope.agents and scope.last_used < deadline:
                 del self.scopes[key]
                 if scope.session and self.session_owner.get(scope.session) == scope.owner:
@@ -366,22 +383,24 @@ class PolicyEngine:
         agents must be distinct (the server batches only such requests)."""
         now = time.monotonic()
         results: list[dict[str, Any] | ApiError | None] = [None] * len(requests)
-        # Per agent row of the batch: (request index, position, agent, scope).
-        rows: list[tuple[int, int, AgentContext, Scope]] = []
+        # Per admitted request: its index, its agents' slots (in its order), its scope.
+        admitted: list[tuple[int, np.ndarray, Scope]] = []
         for r, request in enumerate(requests):
             try:
-                rows.extend((r, i, a, s) for i, a, s in self._admit(request, now))
+                slots, scope = self._admit(request, now)
             except ApiError as error:
                 results[r] = error
-        if rows:
-            self._forward(requests, rows, results)
+            else:
+                admitted.append((r, slots, scope))
+        if admitted:
+            self._forward(requests, admitted, results)
         self.stats["act_calls"] += 1
         self.stats["requests"] += len(requests)
-        self.stats["agents"] += len(rows)
+        self.stats["agents"] += sum(len(slots) for _, slots, _ in admitted)
         return [r if r is not None else api_error("internal_error", "no answer") for r in results]
 
-    def _admit(self, request: ActRequest, now: float) -> list[tuple[int, AgentContext, Scope]]:
-        """Start, end and extend the request's agents; their stored windows."""
+    def _admit(self, request: ActRequest, now: float) -> tuple[np.ndarray, Scope]:
+        """Start, end and extend the request's agents; their slots, in its order."""
         space = request.observation_space
         if space is not self.observation_space and space != self.observation_space:
             raise rq.invalid(
@@ -389,11 +408,16 @@ class PolicyEngine:
                 "read /info and send observations of the new space"
             )
         scope = self.scope(request.owner, request.session, now)
-        new = [i for i in request.agent_ids if i not in scope.agents]
-        if len(scope.agents) + len(new) > self.max_agents_per_session:
+        agents = scope.agents
+        ids = request.agent_ids
+        found = list(map(agents.get, ids))
+        new = (
+            [i for i, slot in zip(ids, found, strict=True) if slot is None] if None in found else []
+        )
+        if len(agents) + len(new) > self.max_agents_per_session:
             raise api_error(
                 "too_many_agents",
-                f"session {request.session!r} would hold {len(scope.agents) + len(new)} agents;"
+                f"session {request.session!r} would hold {len(agents) + len(new)} agents;"
                 f" the limit is {self.max_agents_per_session} (end agents with "
                 "terminated_agent_ids, or let idle ones expire)",
             )
@@ -404,127 +428,166 @@ class PolicyEngine:
                 "retry when idle agents have expired",
             )
         for agent_id in request.terminated:
-            agent = scope.agents.get(agent_id)
-            if agent is not None:
-                agent.reset()
-        admitted = []
+            slot = agents.get(agent_id)
+            if slot is not None:  # its next observation starts a new episode
+                self._steps[slot] = 0
+                self._cached[slot] = 0
+        if new:
+            for i, slot in enumerate(found):
+                if slot is None:
+                    found[i] = agents[ids[i]] = self._new_agent(now)
+        slots = np.array(found, np.int64)
         parts = request.parts
-        slots, positions = [], []
-        for i, agent_id in enumerate(request.agent_ids):
-            agent = scope.agents.get(agent_id)
-            if agent is None:
-                agent = scope.agents[agent_id] = self._new_agent(now)
-            index = agent.steps % self.max_k
-            slots.append(agent.slot)
-            positions.append(index)
-            for ring, frames in zip(agent.images, parts.images, strict=True):
-                ring[index] = frames[i]
-            agent.steps += 1
-            agent.last_used = now
-            admitted.append((i, agent, scope))
-        self._vectors[slots, positions] = parts.vector
-        self._discretes[slots, positions] = parts.discrete
-        return admitted
+        index = self._steps[slots] % self.max_k
+        self._vectors[slots, index] = parts.vector
+        self._discretes[slots, index] = parts.discrete
+        if parts.images:
+            for i, (slot, position) in enumerate(zip(slots.tolist(), index.tolist(), strict=True)):
+                for ring, frames in zip(self._images[slot], parts.images, strict=True):
+                    ring[position] = frames[i]
+        self._steps[slots] += 1
+        self._last_used[slots] = now
+        return slots, scope
 
     @torch.inference_mode()
     def _forward(
         self,
         requests: list[ActRequest],
-        rows: list[tuple[int, int, AgentContext, Scope]],
+        admitted: list[tuple[int, np.ndarray, Scope]],
         results: list[Any],
     ) -> None:
         codec = self.action_codec
-        count = len(rows)
-        disc = np.zeros((count, codec.num_discrete), np.int64)
-        cont = np.zeros((count, codec.continuous_dim), np.float32)
-        controls = np.empty(count, np.float64)
+        sizes = [len(slots) for _, slots, _ in admitted]
+        # Per row of the batch (the admitted requests' agents, in order): its slot, and
+        # its session's context length, control value and mode (scalars for one request).
+        k: int | np.ndarray
+        session_control: float | np.ndarray
+        deterministic: bool | np.ndarray
+        if len(admitted) == 1:
+            r, slots, scope = admitted[0]
+            k, session_control = scope.k, scope.control
+            deterministic = requests[r].deterministic
+        else:
+            slots = np.concatenate([slots for _, slots, _ in admitted])
+            k = np.repeat([scope.k for _, _, scope in admitted], sizes)
+            session_control = np.repeat([scope.control for _, _, scope in admitted], sizes)
+            deterministic = np.repeat([requests[r].deterministic for r, _, _ in admitted], sizes)
+        count = len(slots)
+        steps = self._steps[slots]
+        # The new observations, normalized once for the whole batch (``_admit`` stored them).
+        latest = (steps - 1) % self.max_k
+        self._normalized[slots, latest] = self.normalizer.normalize(self._vectors[slots, latest])
+        own = self._controls[slots]
+        controls = np.where(np.isnan(own), session_control, own)
         # Rows by how they are computed: ("extend", 1) adds the new token to the cached
         # context; ("rebuild", w) recomputes a w-token window into the cache, to be
         # extended next step; ("window", K) reads a full, sliding K-token window that the
-        # next step replaces anyway, so it is computed without touching the cache.
-        groups: dict[tuple[str, int], list[int]] = {}
-        for row, (_, _, agent, scope) in enumerate(rows):
-            control = scope.control if agent.control is None else agent.control
-            controls[row] = control
-            fresh = (
-                agent.generation == self.generation
-                and agent.cached_control == control
-                and agent.steps <= scope.k
-                and agent.cached == agent.steps - 1
-            )
-            if fresh:
-                key = ("extend", 1)
-            elif agent.steps >= scope.k:
-                key = ("window", scope.k)
+        # next step replaces anyway, so it is computed without touching the cache. As one
+        # code per row: 0 extends, w in [1, max_k] rebuilds w tokens, max_k + 1 + K reads
+        # a K-token window.
+        fresh = (
+            (self._generations[slots] == self.generation)
+            & (self._cached_controls[slots] == controls)
+            & (steps <= k)
+            & (self._cached[slots] == steps - 1)
+        )
+        codes = np.where(fresh, 0, np.where(steps >= k, self.max_k + 1 + k, steps))
+        groups: list[tuple[int, np.ndarray | None]]  # (code, rows; None: every row)
+        if (codes == codes[0]).all():
+            groups = [(int(codes[0]), None)]
+        else:  # in the order of their first rows
+            values, firsts, inverse = np.unique(codes, return_index=True, return_inverse=True)
+            groups = [(int(values[g]), np.flatnonzero(inverse == g)) for g in np.argsort(firsts)]
+        disc = np.zeros((count, codec.num_discrete), np.int64)
+        cont = np.zeros((count, codec.continuous_dim), np.float32)
+        for code, members in groups:
+            if code == 0:
+                how, length = "extend", 1
+            elif code > self.max_k:
+                how, length = "window", code - self.max_k - 1
             else:
-                key = ("rebuild", agent.steps)
-            groups.setdefault(key, []).append(row)
-        for (how, steps), members in groups.items():
-            agents = [rows[m][2] for m in members]
-            control = torch.from_numpy(controls[members].astype(np.float32))
-            obs, starts = self._tokens(agents, steps)
+                how, length = "rebuild", code
+            group = slots if members is None else slots[members]
+            group_controls = controls if members is None else controls[members]
+            control = torch.from_numpy(group_controls.astype(np.float32))
+            obs, starts = self._tokens(group, length)
             if how == "window":
-                valid = torch.ones(len(agents), steps, dtype=torch.bool)
+                valid = torch.ones(len(group), length, dtype=torch.bool)
                 out = self.policy.forward_window(obs, valid, control)
             else:
-                slots = torch.tensor([a.slot for a in agents], dtype=torch.long)
                 # A rebuilt window, or a new episode's first token, starts an empty slot.
-                empty = [a.slot for a in agents if how == "rebuild" or a.cached == 0]
-                if empty:
-                    self.contexts.clear(torch.tensor(empty, dtype=torch.long))
+                empty = group if how == "rebuild" else group[self._cached[group] == 0]
+                if len(empty):
+                    self.contexts.clear(torch.from_numpy(empty.copy()))
                 out = self.contexts.extend(
-                    slots, obs, starts, control.unsqueeze(1).expand(-1, steps).contiguous()
+                    torch.from_numpy(group.copy()),
+                    obs,
+                    starts,
+                    control.unsqueeze(1).expand(-1, length).contiguous(),
                 )
             self.stats["forward_passes"] += 1
             mode_d, mode_c = out.dist.mode()
             d, c = mode_d.numpy(), mode_c.numpy()
-            stochastic = [
-                j for j, m in enumerate(members) if not requests[rows[m][0]].deterministic
-            ]
-            if stochastic:
-                sample_d, sample_c = out.dist.sample(rows[members[stochastic[0]]][3].generator)
+            if isinstance(deterministic, np.ndarray):
+                stochastic = np.flatnonzero(
+                    ~(deterministic if members is None else deterministic[members])
+                )
+            else:
+                stochastic = np.arange(0 if deterministic else len(group))
+            if len(stochastic):
+                # The session stream of the group's first stochastic row draws them all.
+                first = int(stochastic[0] if members is None else members[stochastic[0]])
+                scope = admitted[int(np.searchsorted(np.cumsum(sizes), first, "right"))][2]
+                sample_d, sample_c = out.dist.sample(scope.generator)
                 d, c = d.copy(), c.copy()
                 d[stochastic] = sample_d.numpy()[stochastic]
                 c[stochastic] = sample_c.numpy()[stochastic]
-            disc[members] = d
-            cont[members] = c
-            for agent, control_value in zip(agents, controls[members], strict=True):
-                # Tokens of the current window now in the slot (-1: the slot holds none).
-                agent.cached = {"extend": agent.cached + 1, "rebuild": steps, "window": -1}[how]
-                agent.generation = self.generation
-                agent.cached_control = float(control_value)
+            if members is None:
+                disc[:], cont[:] = d, c
+            else:
+                disc[members], cont[members] = d, c
+            # Tokens of the current window now in the slot (-1: the slot holds none).
+            if how == "extend":
+                self._cached[group] += 1
+            else:
+                self._cached[group] = length if how == "rebuild" else -1
+            self._generations[group] = self.generation
+            self._cached_controls[group] = group_controls
         # Control mixing and the answers, per request (each with its session's stream).
-        by_request: dict[int, list[int]] = {}
-        for row, (r, _, _, _) in enumerate(rows):
-            by_request.setdefault(r, []).append(row)
-        for r, members in by_request.items():
-            scope = rows[members[0]][3]
-            d, c = disc[members], cont[members]
-            codec.mix_random(scope.rng, d, c, controls[members])
+        start = 0
+        for (r, _, scope), size in zip(admitted, sizes, strict=True):
+            end = start + size
+            d, c = disc[start:end], cont[start:end]
+            codec.mix_random(scope.rng, d, c, controls[start:end])
             actions = codec.to_env(d, c)
-            results[r] = {"actions": self.actions_to_wire(actions, len(members))}
+            results[r] = {"actions": self.actions_to_wire(actions, size)}
+            start = end
 
-    def _tokens(self, agents: list[AgentContext], steps: int) -> tuple[ObsTensors, torch.Tensor]:
-        """The last ``steps`` stored observations of each agent: ``[B, steps, ...]``
-        tokens (normalized) and their episode-start flags."""
-        ends = np.array([a.steps for a in agents], np.int64)
+    def _tokens(self, slots: np.ndarray, steps: int) -> tuple[ObsTensors, torch.Tensor]:
+        """The last ``steps`` stored observations of the agents in ``slots``: ``[B,
+        steps, ...]`` tokens (normalized) and their episode-start flags."""
+        ends = self._steps[slots]
         positions = ends[:, None] - steps + np.arange(steps)  # episode step of each token
         index = positions % self.max_k
-        slots = np.array([a.slot for a in agents], np.int64)[:, None]
-        vector = self._vectors[slots, index]
-        discrete = self._discretes[slots, index]
-        pick = np.arange(len(agents))[:, None]
-        images = [
-            np.stack([a.images[j] for a in agents])[pick, index]
-            for j in range(len(self.obs_codec.image_shapes))
-        ]
-        normalized = self.normalizer.normalize(vector.reshape(-1, vector.shape[-1]))
+        # One gather per input, from the [slots * max_k, ...] view of its rings.
+        flat = slots[:, None] * self.max_k + index
+        rows = self.max_agents * self.max_k
+        vector = self._normalized.reshape(rows, self._normalized.shape[-1])[flat]
+        discrete = self._discretes.reshape(rows, self._discretes.shape[-1])[flat]
+        images = []
+        if self.obs_codec.image_shapes:
+            pick = np.arange(len(slots))[:, None]
+            rings = [self._images[slot] for slot in slots.tolist()]
+            images = [
+                np.stack([ring[j] for ring in rings])[pick, index]
+                for j in range(len(self.obs_codec.image_shapes))
+            ]
         obs = ObsTensors(
-            torch.from_numpy(np.ascontiguousarray(normalized.reshape(vector.shape), np.float32)),
+            torch.from_numpy(vector),
             torch.from_numpy(discrete),
             [torch.from_numpy(f) for f in images],
         )
-        starts = torch.zeros(len(agents), steps, dtype=torch.bool)
+        starts = torch.zeros(len(slots), steps, dtype=torch.bool)
         starts[:, 0] = True
         if steps == 1:
             starts[:, 0] = torch.from_numpy(ends == 1)
@@ -574,19 +637,19 @@ class PolicyEngine:
         scope = self.scope(owner, session)
         if ids is None:
             scope.control = value
-            for agent in scope.agents.values():
-                agent.control = None
+            for slot in scope.agents.values():
+                self._controls[slot] = np.nan
             return {"value": value}
         new = [i for i in ids if i not in scope.agents]
         if len(scope.agents) + len(new) > self.max_agents_per_session or len(new) > len(self._free):
             raise api_error("too_many_agents", "no room for the listed agents")
         now = time.monotonic()
         for agent_id in ids:
-            agent = scope.agents.get(agent_id)
-            if agent is None:
-                agent = scope.agents[agent_id] = self._new_agent(now)
-            agent.control = value
-            agent.last_used = now
+            slot = scope.agents.get(agent_id)
+            if slot is None:
+                slot = scope.agents[agent_id] = self._new_agent(now)
+            self._controls[slot] = value
+            self._last_used[slot] = now
         return {"value": value, "agent_ids": ids}
 
     def get_control_value(self, owner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -603,10 +666,10 @@ class PolicyEngine:
         return {"value": self._agent_control(scope, self._lookup_id(scope, raw))}
 
     def _agent_control(self, scope: Scope, agent_id: rq.AgentId) -> float:
-        agent = scope.agents.get(agent_id)
-        if agent is None or agent.control is None:
+        slot = scope.agents.get(agent_id)
+        if slot is None or np.isnan(self._controls[slot]):
             return scope.control
-        return agent.control
+        return float(self._controls[slot])
 
     @staticmethod
     def _lookup_id(scope: Scope, raw: Any) -> rq.AgentId:

@@ -272,20 +272,28 @@ class PolicyServer:
         if len(self._held) == 1 and not self._held[0].future.cancelled():
             return [self._held.popleft()]  # a lone call: nothing to keep it apart from
         batch: list[_Pending] = []
-        taken: set[Any] = set()
+        taken: dict[tuple[str, str], set[Any]] = {}  # the ids in the batch, per scope
         agents = 0
         while self._held:
             item = self._held[0]
             if item.future.cancelled():
                 self._held.popleft()
                 continue
-            size = len(item.request.agent_ids)
-            keys = item.request.keys
-            if batch and (keys & taken or agents + size > self.max_batch_agents):
+            request = item.request
+            size = len(request.agent_ids)
+            ids = request.id_set
+            scope_ids = taken.get(request.scope_key)
+            if batch and (
+                (scope_ids is not None and not scope_ids.isdisjoint(ids))
+                or agents + size > self.max_batch_agents
+            ):
                 break
             self._held.popleft()
             batch.append(item)
-            taken |= keys
+            if scope_ids is None:
+                taken[request.scope_key] = set(ids)
+            else:
+                scope_ids |= ids
             agents += size
         return batch
 
