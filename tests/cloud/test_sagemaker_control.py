@@ -8,6 +8,7 @@ shim in test_sagemaker_container.py).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import tarfile
@@ -22,7 +23,7 @@ from botocore.stub import Stubber  # noqa: E402
 
 from agentgpt.api import AgentGPT, EndpointGPTAPI  # noqa: E402
 from agentgpt.cloud.sagemaker.clients import aws_client  # noqa: E402
-from agentgpt.cloud.sagemaker.config import SageMakerConfig  # noqa: E402
+from agentgpt.cloud.sagemaker.config import ConfigError, SageMakerConfig  # noqa: E402
 from agentgpt.cloud.sagemaker.endpoints import delete_endpoint, deploy  # noqa: E402
 from agentgpt.cloud.sagemaker.errors import SageMakerError  # noqa: E402
 from agentgpt.cloud.sagemaker.hyperparameters import from_string_map  # noqa: E402
@@ -107,6 +108,19 @@ def test_the_request_carries_spot_metrics_and_no_environment(cfg: SageMakerConfi
     assert "Environment" not in request
     assert request["Tags"] == [{"Key": "project", "Value": "agentgpt-tests"}]
     assert API_KEY not in json.dumps(request)
+
+
+def test_more_instances_than_env_servers_fail_before_any_call(cfg: SageMakerConfig) -> None:
+    from agentgpt.cloud.sagemaker.jobs import training_job_request
+
+    cfg = dataclasses.replace(cfg, instance_count=3)
+    with pytest.raises(ConfigError, match="instance_count: 3 instances .* 2 env URL"):
+        training_job_request(cfg, Hyperparameters(), "job-1", env_urls=["http://a:1", "http://b:1"])
+    # Without env URLs every instance makes its own envs.
+    assert (
+        training_job_request(cfg, Hyperparameters(), "job-1")["ResourceConfig"]["InstanceCount"]
+        == 3
+    )
 
 
 def test_wait_prints_progress_and_logs_come_from_cloudwatch(cfg: SageMakerConfig) -> None:

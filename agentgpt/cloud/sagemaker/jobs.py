@@ -62,6 +62,11 @@ def training_job_request(
     ``config.env_api_key_secret`` and never included."""
     if config.output_path is None:
         raise ConfigError("output_path: required to train (an s3:// prefix for the model)")
+    if env_urls and len(env_urls) < config.instance_count:
+        raise ConfigError(
+            f"instance_count: {config.instance_count} instances need at least as many env"
+            f" servers, one per instance at least, but {len(env_urls)} env URL(s) are given"
+        )
     strings = to_string_map(
         hyperparameters,
         env_urls=env_urls,
