@@ -54,6 +54,39 @@ def trained_cartpole(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="session")
+def trained_landmarks_team(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``RunResult`` of the two-agent ``agentgpt/Landmarks-v0`` trained through a local
+    env server (150k steps, 8 envs, seed 1), shared by the trainer's and the inference
+    server's multi-agent tests.
+
+    Training over a fleet is not bit-reproducible (how many steps the envs take while an
+    update runs depends on timing), so the budget sits where runs of several seeds have
+    converged near the greedy team's 2.29, well clear of the documented bar of 1.5; at
+    100k steps a run of seed 1 can still stop short of it. Slow (about two minutes):
+    request it only from tests marked ``slow``.
+    """
+    from agentgpt.envs import PETTINGZOO_ENVS
+    from agentgpt.hosts.fleet import FleetOptions, open_fleet
+    from agentgpt.hosts.local import LocalEnvHosts
+    from agentgpt.train.hyperparameters import Hyperparameters
+    from agentgpt.train.run import train
+
+    runs = tmp_path_factory.mktemp("landmarks_runs")
+    with LocalEnvHosts(1, register=PETTINGZOO_ENVS) as hosts:
+        hparams = Hyperparameters(
+            env_id="agentgpt/Landmarks-v0",
+            total_steps=150_000,
+            num_envs=8,
+            runs_dir=str(runs),
+            run_name="landmarks",
+            seed=1,
+        )
+        options = FleetOptions(env_urls=hosts.urls, api_key=hosts.api_key)
+        with open_fleet(hparams.env_id, options, num_envs=hparams.num_envs, seed=1) as fleet:
+            return train(hparams, envs=fleet, show_progress=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     """Factory: ``tiny_run(env_id, total_steps=1024, seed=3)`` -> run dir of a short real run.
 

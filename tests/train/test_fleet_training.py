@@ -258,22 +258,12 @@ def test_readme_main_job_trains_over_local_env_servers(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_multi_agent_landmarks_learns_over_the_wire(tmp_path: Path) -> None:
-    """Two agents sharing one policy learn the cooperative Landmarks env, trained and
-    evaluated through an env server; the documented bar for a trained team is 1.5
-    (random play: about -1.6, a scripted greedy team: about 2.29)."""
+def test_multi_agent_landmarks_learns_over_the_wire(trained_landmarks_team) -> None:
+    """Two agents sharing one policy learn the cooperative Landmarks env, trained (in the
+    shared fixture) and evaluated through an env server; the documented bar for a trained
+    team is 1.5 (random play: about -1.6, a scripted greedy team: about 2.29)."""
+    result = trained_landmarks_team
     with LocalEnvHosts(1, register=PETTINGZOO_ENVS) as hosts:
-        hp = Hyperparameters(
-            env_id="agentgpt/Landmarks-v0",
-            total_steps=100_000,
-            num_envs=8,
-            runs_dir=str(tmp_path),
-            run_name="landmarks",
-            seed=1,
-        )
-        options = FleetOptions(env_urls=hosts.urls, api_key=hosts.api_key)
-        with open_fleet(hp.env_id, options, num_envs=hp.num_envs, seed=hp.seed) as fleet:
-            result = train(hp, envs=fleet, show_progress=False)
         env = RemoteParallelEnv(hosts.urls[0], "agentgpt/Landmarks-v0", api_key=hosts.api_key)
         try:
             score = evaluate_team(result.run_dir, env, episodes=50, seed=1000)
