@@ -34,6 +34,8 @@ import pytest
 pytest.importorskip("torch")
 boto3 = pytest.importorskip("boto3")
 
+from sagemaker_jobs import TINY, write_job  # noqa: E402
+
 from agentgpt.api import GPTAPI, EndpointGPTAPI  # noqa: E402
 from agentgpt.cloud.sagemaker.errors import TrainingJobFailed  # noqa: E402
 from agentgpt.cloud.sagemaker.hyperparameters import METRIC_DEFINITIONS  # noqa: E402
@@ -47,43 +49,12 @@ REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ["agentgpt", "sagemaker"]
 API_KEY = "env-key-4c1f9b7e2d"
 SECRET_ID = "agentgpt/test/env-api-key"
-TINY = {
-    "env_id": "CartPole-v1",
-    "seed": "3",
-    "total_steps": "512",
-    "num_envs": "4",
-    "rollout_steps": "16",
-    "num_layers": "1",
-    "d_model": "32",
-    "num_heads": "2",
-    "max_input_states": "4",
-    "num_input_states": "4",
-    "epochs": "2",
-}
 
 
 def _command(*args: str) -> list[str]:
     # ``agentgpt`` as the image runs it, from this interpreter.
     assert ENTRYPOINT[0] == "agentgpt"
     return [sys.executable, "-m", "agentgpt", *ENTRYPOINT[1:], *args]
-
-
-def _write_job(
-    root: Path,
-    hyperparameters: dict[str, str],
-    hosts: list[str] | None = None,
-    current: str = "algo-1",
-) -> None:
-    config = root / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    # SageMaker writes the HyperParameters map as JSON, every value a string.
-    assert all(isinstance(v, str) for v in hyperparameters.values())
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "resourceconfig.json").write_text(
-        json.dumps(
-            {"current_host": current, "hosts": hosts or [current], "network_interface_name": "eth0"}
-        )
-    )
 
 
 def _aws_env(moto_server: str, root: Path) -> dict[str, str]:
@@ -133,7 +104,7 @@ def trained(
     """One real training job: the process, its /opt/ml root and its environment."""
     root = tmp_path_factory.mktemp("opt_ml")
     hyperparameters = {**TINY, "env_urls": env_server, "env_api_key_secret": secret}
-    _write_job(root, hyperparameters)
+    write_job(root, hyperparameters)
     env = _aws_env(moto_server, root)
     result = _run_train(env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -185,7 +156,7 @@ def test_train_resumes_from_checkpoints(trained: dict[str, Any], tmp_path: Path)
     shutil.rmtree(root / "model")
     hyperparameters = json.loads((root / "input/config/hyperparameters.json").read_text())
     hyperparameters["total_steps"] = "640"  # two more updates of 64 steps
-    _write_job(root, hyperparameters)
+    write_job(root, hyperparameters)
     env = {**trained["env"], "AGENTGPT_OPT_ML": str(root)}
     result = _run_train(env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -200,7 +171,7 @@ def test_train_resumes_from_checkpoints(trained: dict[str, Any], tmp_path: Path)
 def test_train_without_env_urls_uses_envs_inside_the_container(
     tmp_path: Path, moto_server: str
 ) -> None:
-    _write_job(tmp_path, {**TINY, "total_steps": "128"})
+    write_job(tmp_path, {**TINY, "total_steps": "128"})
     result = _run_train(_aws_env(moto_server, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training on envs inside the container" in result.stdout
@@ -208,7 +179,7 @@ def test_train_without_env_urls_uses_envs_inside_the_container(
 
 
 def test_unknown_hyperparameter_fails_with_its_name(tmp_path: Path, moto_server: str) -> None:
-    _write_job(tmp_path, {**TINY, "totl_steps": "100"})
+    write_job(tmp_path, {**TINY, "totl_steps": "100"})
     result = _run_train(_aws_env(moto_server, tmp_path))
     assert result.returncode != 0
     failure = (tmp_path / "output" / "failure").read_text()
@@ -221,7 +192,7 @@ def test_bad_env_url_fails_the_job_and_wait_raises_its_reason(
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    _write_job(tmp_path, {**TINY, "env_urls": dead, "fleet_timeout": "1"})
+    write_job(tmp_path, {**TINY, "env_urls": dead, "fleet_timeout": "1"})
     result = _run_train(_aws_env(moto_server, tmp_path))
     assert result.returncode != 0
     reason = (tmp_path / "output" / "failure").read_text()
@@ -266,7 +237,7 @@ def test_bad_env_url_fails_the_job_and_wait_raises_its_reason(
 
 
 def test_fewer_env_servers_than_instances_fail_clearly(tmp_path: Path, moto_server: str) -> None:
-    _write_job(
+    write_job(
         tmp_path,
         {**TINY, "env_urls": "http://127.0.0.1:9"},
         hosts=["algo-1", "algo-2", "algo-3"],

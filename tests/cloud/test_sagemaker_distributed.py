@@ -7,7 +7,6 @@ inside SageMaker's network), and each collects from its share of two real env se
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -18,6 +17,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
+
+from sagemaker_jobs import TINY, write_job  # noqa: E402
 
 from agentgpt.agent.checkpoint import load_agent  # noqa: E402
 from agentgpt.agent.evaluate import evaluate  # noqa: E402
@@ -37,28 +38,16 @@ def env_urls() -> Iterator[list[str]]:
         yield [first, second]
 
 
-def _write_instance(root: Path, hyperparameters: dict[str, str], current: str) -> None:
-    config = root / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": current, "hosts": HOSTS, "network_interface_name": "lo"})
-    )
-
-
 def _run_job(
     tmp_path: Path, hyperparameters: dict[str, str], succeed: bool = True
 ) -> dict[str, tuple[Path, str]]:
     """Run both instances to the end; ``{host: (opt_ml root, stdout)}``. Instances whose
-    root already holds a job keep it (only the hyperparameters are rewritten)."""
+    root already holds a job keep their checkpoints (the job's config is rewritten)."""
     port = free_port()
     procs = {}
     for host in HOSTS:
         root = tmp_path / host
-        if root.exists():
-            (root / "input/config/hyperparameters.json").write_text(json.dumps(hyperparameters))
-        else:
-            _write_instance(root, hyperparameters, host)
+        write_job(root, hyperparameters, HOSTS, host, interface="lo")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTGPT_", "MASTER_"))}
         env.update(AGENTGPT_OPT_ML=str(root), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         procs[host] = (
@@ -85,21 +74,6 @@ def _run_job(
 
 def _digests(out: str) -> list[tuple[int, str]]:
     return [(int(update), digest) for _, update, digest in REPLICA_LINE.findall(out)]
-
-
-TINY = {
-    "env_id": "CartPole-v1",
-    "seed": "3",
-    "total_steps": "512",
-    "num_envs": "4",
-    "rollout_steps": "16",
-    "num_layers": "1",
-    "d_model": "32",
-    "num_heads": "2",
-    "max_input_states": "4",
-    "num_input_states": "4",
-    "epochs": "2",
-}
 
 
 def test_a_restarted_job_resumes_every_instance_from_the_leaders_checkpoint(
