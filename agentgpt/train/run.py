@@ -430,7 +430,7 @@ class Trainer:
         """Run the PPO update in a thread while the main thread keeps the envs stepping
         with the current actor (rows acted now are one update old when trained; PPO's
         ratio uses the probabilities they were sampled with). The actor takes the new
-        weights once the update is done."""
+        weights after the replicas agree on them (:meth:`_one_update`)."""
         outcome: dict[str, Any] = {}
 
         def learn() -> None:
@@ -447,7 +447,6 @@ class Trainer:
             learner.join()
         if "error" in outcome:
             raise outcome["error"]
-        self.actor.load_state_dict(self.policy.state_dict())
         return outcome["stats"]
 
     def _one_update(
@@ -484,7 +483,7 @@ class Trainer:
         else:
             stats = self._learn(rollout, adv, ret)
         digest = self.replicas.agree_on_weights(self.policy)
-        if digest is not None and self.actor is not self.policy:
+        if self.actor is not self.policy:  # once the weights are final (repaired if need be)
             self.actor.load_state_dict(self.policy.state_dict())
         target = self.tuner.target(progress)
         ent_coef_used = self.tuner.coef
