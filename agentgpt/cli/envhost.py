@@ -161,8 +161,8 @@ def env_server(
         int | None,
         typer.Option(
             help="Env processes the server runs at once, over every key: an async vector env"
-            " runs one per sub-env (429 above; 0 refuses async vector envs). Default: the"
-            " number of CPUs the server may use.",
+            " runs one per sub-env, and each env of a Unity build is one player (429 above;"
+            " 0 refuses both). Default: the number of CPUs the server may use.",
             min=0,
         ),
     ] = None,

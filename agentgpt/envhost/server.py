@@ -23,6 +23,7 @@ from agentgpt.envhost.builders import build_single, build_vector
 from agentgpt.envhost.kwargs import KwargsRules
 from agentgpt.envhost.registry import EnvRegistry, Factory
 from agentgpt.envhost.sessions import EnvTable, Session
+from agentgpt.envhost.unity.launch import UnityLauncher
 from agentgpt.envhost.workers import WorkerPool
 from agentgpt.protocol import routes
 from agentgpt.protocol.answers import (
@@ -101,8 +102,8 @@ class EnvServer:
     owner (only sensible on loopback). ``register``: operator-chosen env names mapped to a
     factory callable or a ``"package.module:factory"`` string, imported now so that a bad
     entry fails at start-up. ``max_processes``: how many env processes (one per sub-env of
-    an async vector env) the server runs at once, over every key; ``None`` is the number
-    of CPUs it may use, ``0`` refuses async vector envs. ``allow_kwargs``: env kwargs, by
+    an async vector env, one per env of a Unity build) the server runs at once, over every
+    key; ``None`` is the number of CPUs it may use, ``0`` refuses both. ``allow_kwargs``: env kwargs, by
     key, passed to envs although they name code, another env or a resource (``"*"``: all;
     :mod:`agentgpt.envhost.kwargs`). ``allowed_hosts`` and ``allowed_origins``: ``Host``
     names and web-page origins accepted besides the defaults (``docs/security.md``).
@@ -342,13 +343,15 @@ class EnvServer:
         request = _parse(parse_make, payload)
         source = self.registry.lookup(request.env_name)
         self.kwargs_rules.check(request.kwargs)
-        self.table.reserve(owner, 1)
+        # A registered Unity player build starts one player process per env.
+        processes = 1 if isinstance(source.factory, UnityLauncher) else 0
+        self.table.reserve(owner, 1, processes)
         try:
             adapter = await self._in_thread(build_single, source, request)
         except BaseException:
-            self.table.release(owner, 1)
+            self.table.release(owner, 1, processes)
             raise
-        return self._made(owner, source.name, adapter)
+        return self._made(owner, source.name, adapter, processes)
 
     async def _make_vec(self, owner: str, payload: Payload) -> Payload:
         request = _parse(parse_make_vec, payload)

@@ -98,11 +98,16 @@ class EnvTable:
                 f" {self.max_envs_per_key}. Close envs you no longer need (POST {routes.CLOSE})."
             )
         if processes and self.processes + processes > self.max_processes:
+            if num_envs > 1:
+                needs = f"an async vector env of {num_envs} sub-envs runs {processes} processes"
+                fix = "Use vectorization_mode 'sync', fewer sub-envs, or close"
+            else:  # a Unity player build
+                needs = "this env runs in a process of its own"
+                fix = "Close"
             raise errors.too_many_processes(
-                f"an async vector env of {num_envs} sub-envs runs {processes} processes; the"
-                f" server runs {self.processes} and its limit is {self.max_processes}"
-                " (--max-processes). Use vectorization_mode 'sync', fewer sub-envs, or close"
-                f" async vector envs you no longer need (POST {routes.CLOSE})."
+                f"{needs}; the server runs {self.processes} and its limit is"
+                f" {self.max_processes} (--max-processes). {fix} envs that run processes"
+                f" and that you no longer need (POST {routes.CLOSE})."
             )
         self._counts[owner] = held + num_envs
         self.processes += processes

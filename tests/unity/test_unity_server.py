@@ -18,7 +18,7 @@ from agentgpt.cli.envhost import unity_registrations
 from agentgpt.envhost import EnvServer
 from agentgpt.envhost.unity.launch import UnityLauncher, WorkerIds
 from agentgpt.remote import RemoteParallelEnv
-from agentgpt.remote.errors import BadRequestError, EnvError
+from agentgpt.remote.errors import BadRequestError, EnvError, UnavailableError
 from agentgpt.remote.fleet import Fleet
 from agentgpt.remote.vector import RemoteVectorEnv
 
@@ -67,6 +67,25 @@ def test_unity_envs_are_not_vectorized(env_server, standin_build, base_port) -> 
     url = env_server(register={"StandIn": _launcher(standin_build(), base_port)})
     with pytest.raises(BadRequestError, match="each env gets its own Unity instance"):
         RemoteVectorEnv(url, "StandIn", num_envs=2)
+
+
+def test_unity_instances_count_against_the_process_limit(
+    env_server, standin_build, base_port
+) -> None:
+    """Each env of a Unity build is a player process: ``--max-processes`` bounds them
+    like the processes of async vector envs, and closing one frees its place."""
+    url = env_server(register={"StandIn": _launcher(standin_build(), base_port)}, max_processes=1)
+    first = RemoteParallelEnv(url, "StandIn")
+    try:
+        with pytest.raises(UnavailableError, match="runs 1 and its limit is 1") as refused:
+            RemoteParallelEnv(url, "StandIn")
+        assert refused.value.status == 429
+        assert refused.value.error_type == "too_many_processes"
+        assert "in a process of its own" in str(refused.value)
+    finally:
+        first.close()
+    again = RemoteParallelEnv(url, "StandIn")
+    again.close()
 
 
 def test_behaviours_with_different_specs_cannot_share_one_policy(
