@@ -4,7 +4,7 @@ equal step budget.
 Run from the repository root (needs the ``tune`` extra and Box2D, ``pip install
 "gymnasium[box2d]"``)::
 
-    python benchmarks/tune_lunarlander.py                         # hours on 2 cores
+    python benchmarks/tune_lunarlander.py                         # about 45 min on 2 cores
     python benchmarks/tune_lunarlander.py --jobs 4 --trials 40    # a bigger machine
     python benchmarks/tune_lunarlander.py --budget-steps 4096 --trials 2 --seeds 1 \\
         --eval-episodes 2                                         # a smoke test
