@@ -105,9 +105,9 @@ class EnvServer:
     an async vector env, one per env of a Unity build) the server runs at once, over every
     key; ``None`` is the number of CPUs it may use, ``0`` refuses both. ``allow_kwargs``:
     env kwargs, by key, passed to envs although they name code, another env or a resource
-    (``"*"``: all;
-    :mod:`agentgpt.envhost.kwargs`). ``allowed_hosts`` and ``allowed_origins``: ``Host``
-    names and web-page origins accepted besides the defaults (``docs/security.md``).
+    (``"*"``: all; :mod:`agentgpt.envhost.kwargs`). ``allowed_hosts`` and
+    ``allowed_origins``: ``Host`` names and web-page origins accepted besides the defaults
+    (``docs/security.md``).
     ``inline_envs``: env names whose resets and steps run on the server's event loop
     instead of a worker thread, which saves a thread hand-off per call; only for envs
     whose calls take microseconds (a classic-control env), since the loop serves nobody
