@@ -346,7 +346,7 @@ class EnvServer:
         self.kwargs_rules.check(request.kwargs)
         # A registered Unity player build starts one player process per env.
         processes = 1 if isinstance(source.factory, UnityLauncher) else 0
-        self.table.reserve(owner, 1, processes)
+        self.table.reserve(owner, 1, processes, "Each env of a Unity build is a player. ")
         try:
             adapter = await self._in_thread(build_single, source, request)
         except BaseException:
@@ -360,7 +360,13 @@ class EnvServer:
         self.kwargs_rules.check(request.kwargs)
         # An async vector env runs one process per sub-env.
         processes = request.num_envs if request.vectorization_mode == "async" else 0
-        self.table.reserve(owner, request.num_envs, processes)
+        self.table.reserve(
+            owner,
+            request.num_envs,
+            processes,
+            f"An async vector env runs one process per sub-env: use vectorization_mode"
+            f" 'sync' or fewer sub-envs ({request.num_envs} asked). ",
+        )
         try:
             adapter = await self._in_thread(build_vector, source, request)
         except BaseException:

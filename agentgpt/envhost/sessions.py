@@ -88,9 +88,17 @@ class EnvTable:
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
 
-    def reserve(self, owner: str, num_envs: int, processes: int = 0) -> None:
+    def reserve(
+        self,
+        owner: str,
+        num_envs: int,
+        processes: int = 0,
+        remedy: str = "",
+    ) -> None:
         """Count ``num_envs`` sub-envs against ``owner`` and ``processes`` env processes
-        against the server before building them (429 if either is over its limit)."""
+        against the server before building them (429 if either is over its limit).
+        ``remedy``: what else the client can do about the process limit, besides closing
+        envs."""
         held = self._counts.get(owner, 0)
         if held + num_envs > self.max_envs_per_key:
             raise errors.too_many_envs(
@@ -98,16 +106,11 @@ class EnvTable:
                 f" {self.max_envs_per_key}. Close envs you no longer need (POST {routes.CLOSE})."
             )
         if processes and self.processes + processes > self.max_processes:
-            if num_envs > 1:
-                needs = f"an async vector env of {num_envs} sub-envs runs {processes} processes"
-                fix = "Use vectorization_mode 'sync', fewer sub-envs, or close"
-            else:  # a Unity player build
-                needs = "this env runs in a process of its own"
-                fix = "Close"
             raise errors.too_many_processes(
-                f"{needs}; the server runs {self.processes} and its limit is"
-                f" {self.max_processes} (--max-processes). {fix} envs that run processes"
-                f" and that you no longer need (POST {routes.CLOSE})."
+                f"this env would start {processes} env process(es); the server runs"
+                f" {self.processes} and its limit is {self.max_processes} (--max-processes)."
+                f" {remedy}Close envs that run processes and that you no longer need"
+                f" (POST {routes.CLOSE})."
             )
         self._counts[owner] = held + num_envs
         self.processes += processes

@@ -379,7 +379,7 @@ def test_async_vector_envs_count_against_the_process_limit(env_server):
         body = {**MAKE, "vectorization_mode": "async"}
         # 64 sub-envs would be 64 processes: refused before any starts.
         many = c.post("/make_vec", {**body, "num_envs": 64})
-        assert_refused(many, 429, "too_many_processes", "limit is 1", "--max-processes")
+        assert_refused(many, 429, "too_many_processes", "limit is 1", "--max-processes", "'sync'")
         assert server.table.processes == 0
         # Sync vector envs and single envs run no process.
         sync = c.post("/make_vec", {**MAKE, "num_envs": 4})

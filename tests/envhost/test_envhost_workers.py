@@ -24,11 +24,17 @@ def test_calls_run_in_other_threads_and_return_or_raise():
 
 
 def test_a_blocked_call_does_not_hold_up_others_until_the_limit():
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
+
+    def block() -> bool:
+        started.set()
+        return release.wait(30)
 
     async def main():
         pool = WorkerPool(2)
-        blocked = asyncio.ensure_future(pool.call(release.wait, 30))
+        blocked = asyncio.ensure_future(pool.call(block))
+        while not started.is_set():  # the first call holds its thread from here on
+            await asyncio.sleep(0.01)
         # A second call gets a second thread while the first is blocked.
         assert await pool.call(lambda: "free") == "free"
         assert pool.num_threads == 2

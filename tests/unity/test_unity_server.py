@@ -81,7 +81,7 @@ def test_unity_instances_count_against_the_process_limit(
             RemoteParallelEnv(url, "StandIn")
         assert refused.value.status == 429
         assert refused.value.error_type == "too_many_processes"
-        assert "in a process of its own" in str(refused.value)
+        assert "Each env of a Unity build is a player" in str(refused.value)
     finally:
         first.close()
     again = RemoteParallelEnv(url, "StandIn")
