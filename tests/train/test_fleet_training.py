@@ -189,7 +189,11 @@ def test_training_reaches_the_threshold_through_crashes(
     """CartPole on 3 local hosts: one is SIGKILLed and restarted, another killed for
     good; training finishes, reaches 475+, and the log tells the story."""
     caplog.set_level(logging.INFO, logger="agentgpt.fleet")
-    hp = Hyperparameters(env_id="CartPole-v1", runs_dir=str(tmp_path), run_name="faults")
+    # 150k steps, not the default 100k: fleet runs are not bit-reproducible, and with two
+    # hosts lost on the way a 100k-step run can end short of 475.
+    hp = Hyperparameters(
+        env_id="CartPole-v1", total_steps=150_000, runs_dir=str(tmp_path), run_name="faults"
+    )
     run_dir = tmp_path / "faults"
     events: list[str] = []
 
@@ -220,7 +224,7 @@ def test_training_reaches_the_threshold_through_crashes(
         urls = hosts.urls
 
     assert events == ["killed 0", "restarted 0", "killed 1"]
-    assert result.global_step >= 98_000
+    assert result.global_step >= hp.total_steps - 2_000
     log = caplog.text
     assert log.count(urls[0]) >= 2 and "down" in log  # host 0 went down and came back
     assert urls[1] in log
