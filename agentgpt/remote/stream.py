@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidState, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
@@ -130,7 +130,8 @@ class StreamTransport(BaseTransport):
             else:
                 protocol.send_text(data)
             self._flush(protocol, sock)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, InvalidState) as exc:
+            # InvalidState: the server began closing the connection (it is shutting down).
             raise self._lost(exc) from exc
         self._waiting[request_id] = self._generation
         return request_id
