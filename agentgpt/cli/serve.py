@@ -81,6 +81,16 @@ def serve_command(
             min=0,
         ),
     ] = 0.0,
+    inline_pass_ms: Annotated[
+        float,
+        typer.Option(
+            help="Run forward passes on the event loop while they take at most this many"
+            " ms of CPU (a moving average), else on an inference thread (0: always on the"
+            " thread). Short passes gain nothing from a thread: they would trade the GIL"
+            " with the loop.",
+            min=0,
+        ),
+    ] = 5.0,
     max_agents: Annotated[
         int, typer.Option(help="Agents the server holds at once (429 above).", min=1)
     ] = 1024,
@@ -146,6 +156,7 @@ def serve_command(
             max_agents_per_session=max_agents_per_session,
             agent_idle_timeout=agent_idle_timeout,
             batch_wait=batch_wait_ms / 1000.0,
+            inline_pass_limit=inline_pass_ms / 1000.0,
             watch=watch,
             watch_interval=watch_interval,
             seed=seed,

@@ -131,12 +131,17 @@ class GPTPolicy(nn.Module):
         obs: ObsTensors,
         control: torch.Tensor,
         allowed: torch.Tensor,
+        last_only: bool = False,
     ) -> torch.Tensor:
+        """Hidden states ``[B, T, D]``; with ``last_only`` the last position's ``[B, D]``,
+        which the last block then computes for that position alone. ``control`` is
+        ``[B, T]``, or ``[B, 1]`` for one value per row."""
         distance = distances(allowed.shape[-1], self.max_input_states, allowed.device)
         x = self.encoder(obs) + self.control(control.unsqueeze(-1))
-        for block in self.blocks:
-            x, _ = block(x, allowed, distance)
-        return self.ln_f(x)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x, _ = block(x, allowed, distance, last_only=last_only and i == last)
+        return self.ln_f(x[:, -1] if last_only else x)
 
     def _heads(
         self, hidden: torch.Tensor, action_mask: torch.Tensor | None
@@ -163,9 +168,7 @@ class GPTPolicy(nn.Module):
         ``last_only`` only the last position is read out (collection), and
         ``action_mask`` is ``bool[B, num_logits]``.
         """
-        hidden = self._trunk(obs, control, segment_mask(starts))
-        if last_only:
-            hidden = hidden[:, -1]
+        hidden = self._trunk(obs, control, segment_mask(starts), last_only)
         return PolicyOutput(*self._heads(hidden, action_mask))
 
     def forward_with_past(
@@ -189,8 +192,11 @@ class GPTPolicy(nn.Module):
         """
         x = self.encoder(obs) + self.control(control.unsqueeze(-1))
         presents = []
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, present = block(x, allowed, distance, None if past is None else past[i])
+            x, present = block(
+                x, allowed, distance, None if past is None else past[i], last_only=i == last
+            )
             presents.append(present)
         hidden = self.ln_f(x[:, -1])
         return PolicyOutput(*self._heads(hidden, action_mask)), presents
@@ -207,9 +213,10 @@ class GPTPolicy(nn.Module):
         ``valid`` (bool ``[B, K]``) is True for real timesteps of the current episode;
         ``control`` is ``[B]``; ``action_mask`` optional ``bool[B, num_logits]``.
         """
-        steps = valid.shape[1]
-        hidden = self._trunk(obs, control.unsqueeze(1).expand(-1, steps), window_mask(valid))
-        return PolicyOutput(*self._heads(hidden[:, -1], action_mask))
+        # One control value per window: its embedding is added to every token by
+        # broadcasting, not computed once per token.
+        hidden = self._trunk(obs, control.unsqueeze(1), window_mask(valid), last_only=True)
+        return PolicyOutput(*self._heads(hidden, action_mask))
 
     def deterministic_action_window(
         self, obs: torch.Tensor, valid_mask: torch.Tensor, control: torch.Tensor

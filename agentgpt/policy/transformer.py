@@ -45,17 +45,22 @@ class CausalSelfAttention(nn.Module):
         allowed: torch.Tensor,
         distance: torch.Tensor,
         past: KeyValues | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, KeyValues]:
         """Attend from ``x`` ``[B, Tq, D]`` to ``past`` keys/values plus its own.
 
         ``allowed``: bool ``[B, Tq, Tk]``; ``distance``: ``[Tq, Tk]`` steps from each
         query back to each key, shared by every row, or ``[B, Tq, Tk]`` when rows sit at
         different positions of their own contexts. Returns the output and every
-        key/value (for caching).
+        key/value (for caching). With ``last_only`` only the last query attends (output
+        ``[B, 1, D]``); keys and values are still those of every token.
         """
         batch, steps, width = x.shape
         qkv = self.qkv(x).reshape(batch, steps, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if last_only:
+            q, allowed, distance = q[:, :, -1:], allowed[:, -1:], distance[..., -1:, :]
+            steps = 1
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
@@ -90,9 +95,13 @@ class Block(nn.Module):
         allowed: torch.Tensor,
         distance: torch.Tensor,
         past: KeyValues | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, KeyValues]:
-        mixed, present = self.attn(self.ln1(x), allowed, distance, past)
-        x = x + self.drop(mixed)
+        """``x`` ``[B, T, D]`` through attention and MLP; with ``last_only`` the output is
+        the last position's alone (``[B, 1, D]``), which is all a last block must compute
+        when only the newest token is read out: no later layer needs the others."""
+        mixed, present = self.attn(self.ln1(x), allowed, distance, past, last_only)
+        x = (x[:, -1:] if last_only else x) + self.drop(mixed)
         return x + self.mlp(self.ln2(x)), present
 
 

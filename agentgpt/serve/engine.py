@@ -23,7 +23,8 @@ A new control value for an agent, or new weights, invalidate its cached keys and
 agents of one :meth:`PolicyEngine.act` call, whatever their requests, go through one
 forward pass per kind of step (cached, sliding window, and one per rebuilt length).
 
-The engine is not thread-safe: the server calls it from one inference thread, and
+The engine is not thread-safe: the server calls it from one thread at a time (its event
+loop or its inference thread, never both at once), and
 :class:`~agentgpt.serve.client.LocalGPTAPI` from its caller's thread.
 """
 

@@ -1,14 +1,19 @@
 """The inference server: a trained policy over HTTP (``docs/serving.md`` is the contract).
 
-``PolicyServer`` owns a :class:`~agentgpt.serve.engine.PolicyEngine` and runs every call
-on it in one inference thread, so that the event loop goes on parsing, validating and
-encoding other calls meanwhile. ``select_action`` calls are queued and merged: whatever
-calls arrive while a forward pass runs (or within the optional wait bound) go through the
-next pass together, each call's answer in its own order (dynamic batching). Two calls
-that name the same agent are never merged into one pass; the later one waits for the
-next. A lone client calling serially has nothing to overlap with: its passes run on the
-event loop itself, sparing each call two thread switches, until calls of several clients
-meet in one pass again.
+``PolicyServer`` owns a :class:`~agentgpt.serve.engine.PolicyEngine`. ``select_action``
+calls are queued and merged: whatever calls arrive while a forward pass runs (or within
+the optional wait bound) go through the next pass together, each call's answer in its own
+order (dynamic batching). Two calls that name the same agent are never merged into one
+pass; the later one waits for the next.
+
+Where a pass runs is chosen by how long passes take. A short pass runs on the event loop
+itself: a small policy's pass is a chain of small torch ops, each of which takes the GIL
+back, so a pass on another thread would not overlap with the loop's HTTP work, only
+trade the GIL with it (every hand-over can wait a switch interval) and add two thread
+switches per pass; calls that arrive meanwhile wait in the socket buffers and join the
+next pass. Once passes take longer than ``inline_pass_limit`` (a large model, or many
+agents per pass), they move to one inference thread, so the loop goes on answering other
+calls while one runs. Every other engine call runs on that thread, one at a time.
 
 The HTTP side is the service kit's (:mod:`agentgpt.service`): bearer keys checked in
 constant time, body limits, JSON or MessagePack on every route, errors as
@@ -23,6 +28,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -45,6 +51,7 @@ from agentgpt.service.keys import ApiKeys
 from agentgpt.service.serving import http_url, listening_socket, uvicorn_config
 
 __all__ = [
+    "DEFAULT_INLINE_PASS_LIMIT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_SAGEMAKER_MODEL_DIR",
     "DEFAULT_SAGEMAKER_PORT",
@@ -60,10 +67,14 @@ DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 DEFAULT_SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 DEFAULT_SAGEMAKER_PORT = 8080
 
-#: After a pass that merged calls of several clients, this many passes run on the
-#: inference thread (overlapping the next calls' decoding) before a lone call may again
-#: run on the event loop.
+#: After a pass that merged calls of several clients, this many passes count as shared
+#: (they wait ``batch_wait`` for more calls) before calls count as serial again.
 _SHARED_PASSES = 64
+#: Passes run on the event loop while recent ones (a moving average of their CPU time)
+#: took at most this long.
+DEFAULT_INLINE_PASS_LIMIT = 0.005
+#: Weight of the newest pass in that moving average.
+_PASS_TIME_WEIGHT = 0.2
 
 #: The ``method`` values ``/invocations`` accepts.
 METHODS = (
@@ -94,7 +105,10 @@ class PolicyServer:
     ``api_keys``: accepted bearer keys; none serves everyone as one anonymous caller
     (only sensible on loopback). ``batch_wait`` (seconds): while several clients are
     calling, a forward pass waits this long after its first call for more to join (0:
-    merge only what is already queued). ``watch`` reloads newer checkpoints every ``watch_interval`` seconds.
+    merge only what is already queued). ``inline_pass_limit`` (seconds): passes run on
+    the event loop while recent ones took at most this long, else on the inference
+    thread (0: always on the thread). ``watch`` reloads newer checkpoints every
+    ``watch_interval`` seconds.
     ``.app`` is the ASGI app; ``.run()`` serves it with uvicorn.
     """
 
@@ -108,6 +122,7 @@ class PolicyServer:
         max_agents_per_session: int | None = None,
         agent_idle_timeout: float = DEFAULT_AGENT_IDLE_TIMEOUT,
         batch_wait: float = 0.0,
+        inline_pass_limit: float = DEFAULT_INLINE_PASS_LIMIT,
         max_batch_agents: int = 4096,
         watch: bool = False,
         watch_interval: float = 2.0,
@@ -118,6 +133,8 @@ class PolicyServer:
             raise ValueError("max_body_bytes must be positive")
         if batch_wait < 0:
             raise ValueError("batch_wait must be >= 0")
+        if inline_pass_limit < 0:
+            raise ValueError("inline_pass_limit must be >= 0")
         self.model_dir = find_model_dir(model_dir)
         self.keys = ApiKeys(api_keys)
         self.engine = PolicyEngine(
@@ -129,20 +146,22 @@ class PolicyServer:
         )
         self.max_body_bytes = int(max_body_bytes)
         self.batch_wait = float(batch_wait)
+        self.inline_pass_limit = float(inline_pass_limit)
         self.max_batch_agents = int(max_batch_agents)
         self.watch = watch
         self.watch_interval = float(watch_interval)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Pending] | None = None
         self._held: deque[_Pending] = deque()
-        #: Calls of the engine running on the inference thread, and select_action calls
-        #: waiting for their answer: a pass runs on the event loop only when the first
-        #: is 0 and the second is its one call.
+        #: Calls of the engine running on the inference thread: a pass runs on the event
+        #: loop only when there are none (the engine is not thread-safe).
         self._executor_busy = 0
-        self._waiting = 0
+        #: Moving average of the CPU time of passes (seconds), which decides where they run.
+        self._pass_time = 0.0
         #: Passes left until calls count as serial again (merged calls were seen).
         self._shared_passes = 0
         self.batches = 0
+        self.passes_on_loop = 0
         self.batched_requests = 0
         self.batched_agents = 0
         handlers: dict[str, Callable[[str, Payload], Awaitable[Payload]]] = {
@@ -216,7 +235,7 @@ class PolicyServer:
         # One thread per forward pass: passes are small and come back to back, and on a
         # busy machine a pass split over threads waits at every op for a thread that lost
         # its core. OpenMP keeps the setting per thread, so both threads that run passes
-        # (this one, for a lone client, and the inference thread) get it.
+        # (the event loop's, for short passes, and the inference thread) get it.
         torch.set_num_threads(1)
         await asyncio.get_running_loop().run_in_executor(self._executor, torch.set_num_threads, 1)
         self._queue = asyncio.Queue()
@@ -251,11 +270,7 @@ class PolicyServer:
         assert self._queue is not None
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(request, future))
-        self._waiting += 1
-        try:
-            result = await future
-        finally:
-            self._waiting -= 1
+        result = await future
         if isinstance(result, ApiError):
             raise result
         return result
@@ -313,13 +328,13 @@ class PolicyServer:
                 self._shared_passes = _SHARED_PASSES
             else:
                 self._shared_passes = max(self._shared_passes - 1, 0)
+            on_loop = self._executor_busy == 0 and self._pass_time <= self.inline_pass_limit
             try:
-                if self._executor_busy == 0 and self._shared_passes == 0 and self._waiting == 1:
-                    # A lone client calling serially: nothing to overlap the pass with, so
-                    # act right here and spare the call two thread switches.
-                    results = self.engine.act(requests)
+                if on_loop:
+                    results = self._act(requests)
+                    self.passes_on_loop += 1
                 else:
-                    results = await self._run(self.engine.act, requests)
+                    results = await self._run(self._act, requests)
             except Exception as exc:  # a bug: answer every caller with a 500
                 logger.exception("a forward pass failed")
                 from agentgpt.service.errors import internal_error
@@ -331,6 +346,23 @@ class PolicyServer:
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
+            if on_loop:
+                # Let the answers go out and newly arrived calls queue for the next pass.
+                await asyncio.sleep(0)
+
+    def _act(self, requests: list[ActRequest]) -> list[dict[str, Any] | ApiError]:
+        """One pass, timed into the moving average that decides where passes run.
+
+        The time is the thread's CPU time, not the wall clock: a pass preempted on a busy
+        machine, or one waiting for the GIL on the inference thread, is no longer, and
+        counting the wait would keep passes on the thread where they wait the most.
+        """
+        began = time.thread_time()
+        try:
+            return self.engine.act(requests)
+        finally:
+            elapsed = time.thread_time() - began
+            self._pass_time += _PASS_TIME_WEIGHT * (elapsed - self._pass_time)
 
     # ------------------------------------------------------------------ other routes
 
@@ -346,12 +378,14 @@ class PolicyServer:
         limits = {
             "max_body_bytes": self.max_body_bytes,
             "batch_wait_s": self.batch_wait,
+            "inline_pass_limit_s": self.inline_pass_limit,
             "max_batch_agents": self.max_batch_agents,
         }
         answer = await self._run(self.engine.info, owner, payload, limits)
         answer["stats"].update(
             {
                 "batches": self.batches,
+                "passes_on_event_loop": self.passes_on_loop,
                 "batched_requests": self.batched_requests,
                 "batched_agents": self.batched_agents,
                 "mean_requests_per_batch": self.batched_requests / self.batches
