@@ -70,6 +70,11 @@ DEFAULT_SAGEMAKER_PORT = 8080
 #: After a pass that merged calls of several clients, this many passes count as shared
 #: (they wait ``batch_wait`` for more calls) before calls count as serial again.
 _SHARED_PASSES = 64
+#: While several clients are calling, the event loop turns this many times after a
+#: pass's first call arrives before the pass takes the queued calls (with no batch wait):
+#: on the reference machine 4 turns merged the most calls per pass for the least CPU per
+#: call, more added turns with nothing to read.
+_GATHER_TURNS = 4
 #: Passes run on the event loop while recent ones (a moving average of their CPU time)
 #: took at most this long.
 DEFAULT_INLINE_PASS_LIMIT = 0.005
@@ -105,7 +110,7 @@ class PolicyServer:
     ``api_keys``: accepted bearer keys; none serves everyone as one anonymous caller
     (only sensible on loopback). ``batch_wait`` (seconds): while several clients are
     calling, a forward pass waits this long after its first call for more to join (0:
-    merge only what is already queued). ``inline_pass_limit`` (seconds): passes run on
+    merge what the event loop has read after turning a few times). ``inline_pass_limit`` (seconds): passes run on
     the event loop while recent ones took at most this long, else on the inference
     thread (0: always on the thread). ``watch`` reloads newer checkpoints every
     ``watch_interval`` seconds.
@@ -320,6 +325,11 @@ class PolicyServer:
                 if self.batch_wait > 0 and self._shared_passes:
                     # Other clients are calling too: give their calls time to join.
                     await asyncio.sleep(self.batch_wait)
+                elif self._shared_passes:
+                    # Let the loop turn a few times first: calls already in the socket
+                    # buffers (a pass on the loop held them there) are read and join.
+                    for _ in range(_GATHER_TURNS):
+                        await asyncio.sleep(0)
             batch = self._take()
             if not batch:
                 continue
