@@ -110,10 +110,10 @@ class PolicyServer:
     ``api_keys``: accepted bearer keys; none serves everyone as one anonymous caller
     (only sensible on loopback). ``batch_wait`` (seconds): while several clients are
     calling, a forward pass waits this long after its first call for more to join (0:
-    merge what the event loop has read after turning a few times). ``inline_pass_limit`` (seconds): passes run on
-    the event loop while recent ones took at most this long, else on the inference
-    thread (0: always on the thread). ``watch`` reloads newer checkpoints every
-    ``watch_interval`` seconds.
+    merge what the event loop has read after turning a few times).
+    ``inline_pass_limit`` (seconds): passes run on the event loop while recent ones took
+    at most this long, else on the inference thread (0: always on the thread).
+    ``watch`` reloads newer checkpoints every ``watch_interval`` seconds.
     ``.app`` is the ASGI app; ``.run()`` serves it with uvicorn.
     """
 
