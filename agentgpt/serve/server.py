@@ -338,7 +338,11 @@ class PolicyServer:
                 self._shared_passes = _SHARED_PASSES
             else:
                 self._shared_passes = max(self._shared_passes - 1, 0)
-            on_loop = self._executor_busy == 0 and self._pass_time <= self.inline_pass_limit
+            on_loop = (
+                self._executor_busy == 0
+                and self.inline_pass_limit > 0
+                and self._pass_time <= self.inline_pass_limit
+            )
             try:
                 if on_loop:
                     results = self._act(requests)
