@@ -68,7 +68,8 @@ DEFAULT_SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 DEFAULT_SAGEMAKER_PORT = 8080
 
 #: After a pass that merged calls of several clients, this many passes count as shared
-#: (they wait ``batch_wait`` for more calls) before calls count as serial again.
+#: (each first waits ``batch_wait``, or turns the loop ``_GATHER_TURNS`` times, for more
+#: calls) before calls count as serial again.
 _SHARED_PASSES = 64
 #: While several clients are calling, the event loop turns this many times after a
 #: pass's first call arrives before the pass takes the queued calls (with no batch wait):
