@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgpt.service.connections import ConnectionLimits, guarded_protocol
+from agentgpt.service.direct_frames import direct_frames_protocol
 
 __all__ = [
     "InsecureBindError",
@@ -70,6 +71,9 @@ def uvicorn_config(
         # h11 bounds its own buffer too; the guarded protocol refuses first, with 431.
         "h11_max_incomplete_event_size": limits.max_head_bytes,
     }
+    frames_protocol = direct_frames_protocol()
+    if frames_protocol is not None:  # streams' frames skip the ASGI layers
+        settings["ws"] = frames_protocol
     if tls_cert is not None:
         settings["ssl_certfile"] = str(tls_cert)
         settings["ssl_keyfile"] = str(tls_key)

@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import types
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -35,7 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agentgpt import wire
 from agentgpt.protocol.keys import AUTHORIZATION_HEADER
-from agentgpt.service import errors
+from agentgpt.service import direct_frames, errors
 from agentgpt.service.keys import ApiKeys
 
 __all__ = [
@@ -93,6 +95,20 @@ def stream_endpoint(
             await deny_upgrade(websocket, error)
             return
         await websocket.accept()
+        offer = websocket.scope.get("extensions", {}).get(direct_frames.EXTENSION)
+        if offer is not None:
+            await _serve_direct(
+                websocket,
+                offer["take_frames"],
+                owner,
+                handlers,
+                max_frame_bytes=max_frame_bytes,
+                debug=debug,
+                logger=logger,
+                unencodable=unencodable,
+                max_in_flight=max_in_flight,
+            )
+            return
         await serve_frames(
             _StarletteChannel(websocket),
             owner,
@@ -202,12 +218,12 @@ async def deny_upgrade(websocket: WebSocket, error: errors.ApiError) -> None:
         await websocket.close(code=_CLOSE_POLICY)
 
 
-class _Session:
-    """One accepted connection: reads frames, runs each request as a task, writes answers."""
+class _Frames:
+    """What both ways of serving a connection share: reading a request frame, running
+    its handler's outcome into an answer frame, and refusing garbage."""
 
     def __init__(
         self,
-        channel: Channel,
         owner: str,
         handlers: dict[str, dict[str, Any]],
         max_frame_bytes: int,
@@ -215,38 +231,12 @@ class _Session:
         logger: logging.Logger,
         unencodable: Callable[[Exception], errors.ApiError],
     ) -> None:
-        self.channel = channel
         self.owner = owner
         self.handlers = handlers
         self.max_frame_bytes = max_frame_bytes
         self.debug = debug
         self.logger = logger
         self.unencodable = unencodable
-        self.send_lock = asyncio.Lock()
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def run(self, max_in_flight: int) -> None:
-        slots = asyncio.Semaphore(max_in_flight)
-        try:
-            while True:
-                await slots.acquire()  # backpressure: read no further while full
-                message = await self.channel.receive()
-                if message is None:
-                    return
-                data, binary = message
-                try:
-                    request = self._parse(data, binary)
-                except _BadFrame as exc:
-                    await self._refuse_frame(exc, binary)
-                    return
-                task = asyncio.create_task(self._answer(request, binary, slots))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-        finally:
-            for task in list(self.tasks):
-                task.cancel()
-            if self.tasks:
-                await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def _parse(self, data: Any, binary: bool) -> tuple[Any, str, str, dict[str, Any]]:
         if data is None:
@@ -273,36 +263,26 @@ class _Session:
             raise _BadFrame("a request is {'id', 'path': str, 'method': 'POST'|'GET', 'body': map}")
         return request_id, method, path, body
 
-    async def _answer(
-        self, request: tuple[Any, str, str, dict[str, Any]], binary: bool, slots: Any
-    ) -> None:
-        request_id, method, path, body = request
-        try:
-            handler = self.handlers[method].get(path)
-            try:
-                if handler is None:
-                    raise errors.not_found(f"no {method} route {path!r}")
-                result = await handler(self.owner, body)
-                answer = {"id": request_id, "status": 200, "body": result}
-                try:
-                    frame = self._encode(answer, binary)
-                except Exception as exc:
-                    raise self.unencodable(exc) from exc
-            except errors.ApiError as error:
-                frame = self._encode(self._error(request_id, error), binary)
-            except Exception as exc:
-                frame = self._encode(self._error(request_id, errors.internal_error(exc)), binary)
-            await self._send(frame, binary)
-        finally:
-            slots.release()
+    def _handler(self, method: str, path: str) -> Any:
+        handler = self.handlers[method].get(path)
+        if handler is None:
+            raise errors.not_found(f"no {method} route {path!r}")
+        return handler
 
-    def _error(self, request_id: Any, error: errors.ApiError) -> dict[str, Any]:
+    def _result_frame(self, request_id: Any, result: Any, binary: bool) -> Any:
+        try:
+            return self._encode({"id": request_id, "status": 200, "body": result}, binary)
+        except Exception as exc:
+            return self._failure_frame(request_id, self.unencodable(exc), binary)
+
+    def _failure_frame(self, request_id: Any, exc: Exception, binary: bool) -> Any:
+        error = exc if isinstance(exc, errors.ApiError) else errors.internal_error(exc)
         if error.status >= 500:
             self.logger.error("%s: %s", error.error_type, error.message)
         answer = errors.error_body(error, self.debug)
         answer["id"] = request_id
         answer["status"] = error.status
-        return answer
+        return self._encode(answer, binary)
 
     @staticmethod
     def _encode(answer: dict[str, Any], binary: bool) -> Any:
@@ -310,20 +290,190 @@ class _Session:
             return wire.encode(answer, wire.MSGPACK_MEDIA_TYPE)
         return wire.encode(answer, wire.JSON_MEDIA_TYPE).decode("utf-8")
 
-    async def _send(self, frame: Any, binary: bool) -> None:
-        async with self.send_lock:
-            await self.channel.send(frame, binary)
-
-    async def _refuse_frame(self, problem: _BadFrame, binary: bool) -> None:
+    def _refusal(self, problem: _BadFrame, binary: bool) -> tuple[Any, int]:
+        """The answer to a frame that is not a request, and the close code that follows."""
         if problem.error_type == "payload_too_large":
             error = errors.api_error(problem.error_type, str(problem))
+            code = _CLOSE_TOO_BIG
         else:
             error = errors.api_error(
                 problem.error_type, f"not a request of the streaming session: {problem}"
             )
+            code = _CLOSE_PROTOCOL
         answer = errors.error_body(error)
         answer["id"] = None
         answer["status"] = error.status
-        await self._send(self._encode(answer, binary), binary)
-        code = _CLOSE_TOO_BIG if problem.error_type == "payload_too_large" else _CLOSE_PROTOCOL
-        await self.channel.close(code)
+        return self._encode(answer, binary), code
+
+
+class _Session(_Frames):
+    """One accepted connection read through a :class:`Channel`: reads frames, runs each
+    request as a task, writes answers."""
+
+    def __init__(self, channel: Channel, *args: Any) -> None:
+        super().__init__(*args)
+        self.channel = channel
+        self.send_lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, max_in_flight: int) -> None:
+        slots = asyncio.Semaphore(max_in_flight)
+        try:
+            while True:
+                await slots.acquire()  # backpressure: read no further while full
+                message = await self.channel.receive()
+                if message is None:
+                    return
+                data, binary = message
+                try:
+                    request = self._parse(data, binary)
+                except _BadFrame as exc:
+                    frame, code = self._refusal(exc, binary)
+                    await self._send(frame, binary)
+                    await self.channel.close(code)
+                    return
+                task = asyncio.create_task(self._answer(request, binary, slots))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        finally:
+            await _cancel_all(self.tasks)
+
+    async def _answer(
+        self, request: tuple[Any, str, str, dict[str, Any]], binary: bool, slots: Any
+    ) -> None:
+        request_id, method, path, body = request
+        try:
+            try:
+                result = await self._handler(method, path)(self.owner, body)
+            except Exception as exc:
+                frame = self._failure_frame(request_id, exc, binary)
+            else:
+                frame = self._result_frame(request_id, result, binary)
+            await self._send(frame, binary)
+        finally:
+            slots.release()
+
+    async def _send(self, frame: Any, binary: bool) -> None:
+        async with self.send_lock:
+            await self.channel.send(frame, binary)
+
+
+async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    for task in list(tasks):
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _serve_direct(
+    websocket: WebSocket,
+    take_frames: Callable[[Callable[[Any], Any]], Any],
+    owner: str,
+    handlers: dict[str, dict[str, Any]],
+    *,
+    max_frame_bytes: int,
+    debug: bool,
+    logger: logging.Logger,
+    unencodable: Callable[[Exception], errors.ApiError],
+    max_in_flight: int,
+) -> None:
+    """Serve an accepted connection whose server hands its frames over directly
+    (:mod:`agentgpt.service.direct_frames`); returns when it ends."""
+    session = take_frames(
+        lambda link: _DirectSession(
+            link, max_in_flight, owner, handlers, max_frame_bytes, debug, logger, unencodable
+        )
+    )
+    try:
+        while True:  # frames no longer come this way: only the connection's end does
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        session.closed = True
+        await _cancel_all(session.tasks)
+
+
+class _DirectSession(_Frames):
+    """One accepted connection whose frames arrive as they are read.
+
+    A request's handler starts at once, inside the read; one that finishes without
+    waiting (an inline env's step) is answered right there, with no task, queue or
+    lock. One that has to wait (a worker thread, a lock held by an earlier request)
+    finishes in a task, and while ``max_in_flight`` of those run, reading stops; frames
+    already read by then (the rest of one read) wait, unstarted, for a task to end.
+    """
+
+    def __init__(self, link: direct_frames.FrameLink, max_in_flight: int, *args: Any) -> None:
+        super().__init__(*args)
+        self.link = link
+        self.max_in_flight = max_in_flight
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.waiting: deque[tuple[bytes | str, bool]] = deque()
+        self.closed = False
+
+    def frame(self, data: bytes | str, binary: bool) -> None:
+        if self.closed:
+            return
+        if len(self.tasks) >= self.max_in_flight:
+            self.waiting.append((data, binary))
+            return
+        try:
+            request_id, method, path, body = self._parse(data, binary)
+        except _BadFrame as exc:
+            frame, code = self._refusal(exc, binary)
+            self.link.write_frame(frame, binary)
+            self.link.close_frames(code)
+            self.closed = True
+            return
+        try:
+            running = self._handler(method, path)(self.owner, body)
+            waiting_on = running.send(None)
+        except StopIteration as done:
+            self.link.write_frame(self._result_frame(request_id, done.value, binary), binary)
+            return
+        except Exception as exc:
+            self.link.write_frame(self._failure_frame(request_id, exc, binary), binary)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._finish(request_id, running, waiting_on, binary)
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+        if len(self.tasks) >= self.max_in_flight:
+            self.link.hold_reading(True)
+
+    async def _finish(self, request_id: Any, running: Any, waiting_on: Any, binary: bool) -> None:
+        try:
+            result = await _resume(running, waiting_on)
+        except Exception as exc:
+            frame = self._failure_frame(request_id, exc, binary)
+        else:
+            frame = self._result_frame(request_id, result, binary)
+        if not self.closed:
+            self.link.write_frame(frame, binary)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        while self.waiting and len(self.tasks) < self.max_in_flight:
+            self.frame(*self.waiting.popleft())
+        if len(self.tasks) < self.max_in_flight and not self.closed:
+            self.link.hold_reading(False)
+
+
+@types.coroutine
+def _resume(running: Any, waiting_on: Any) -> Any:
+    """Run on, inside a task, a coroutine that was started by hand and is now waiting on
+    ``waiting_on`` (what its first step yielded): what an eager task start does."""
+    try:
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # a cancellation reaches the coroutine's await
+                waiting_on = running.throw(exc)
+            else:
+                waiting_on = running.send(sent)
+    except StopIteration as done:
+        return done.value

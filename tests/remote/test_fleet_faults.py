@@ -21,6 +21,7 @@ from agentgpt.envs import PETTINGZOO_ENVS
 from agentgpt.remote.errors import remote_error
 from agentgpt.remote.fleet import Fleet, FleetBatch, FleetDownError
 from agentgpt.remote.fleet.faults import Fault, classify, describe
+from agentgpt.service import direct_frames
 
 LANDMARKS = "agentgpt/Landmarks-v0"
 KEY = "fleet-fault-test-key"
@@ -93,6 +94,11 @@ class KeyRecorder:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":
+            # Frames reach this middleware only through ASGI: withdraw the server's offer
+            # to hand them to the session directly.
+            extensions = dict(scope.get("extensions") or {})
+            extensions.pop(direct_frames.EXTENSION, None)
+            scope = {**scope, "extensions": extensions}
 
             async def frames():
                 message = await receive()

@@ -1,0 +1,103 @@
+"""The streaming session's two ways of reading frames: handed straight from the socket to
+the session (the project's servers on uvicorn) and through ASGI (any other server, here
+uvicorn's stock WebSocket protocol), with the same answers, limits and backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from agentgpt.remote.stream import StreamTransport
+from agentgpt.service import serving
+from agentgpt.service.app import service_app
+from agentgpt.service.keys import ApiKeys
+from agentgpt.service.testing import serve_in_thread
+
+KEY = "frames-test-key"
+
+
+@pytest.fixture(params=["direct", "asgi"])
+def frames_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``direct``: the servers' own WebSocket protocol; ``asgi``: uvicorn's stock one."""
+    if request.param == "asgi":
+        monkeypatch.setattr(serving, "direct_frames_protocol", lambda: None)
+    return request.param
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any):
+    yield
+
+
+def _app(post: dict[str, Any], max_in_flight: int = 256) -> Any:
+    return service_app(
+        post=post,
+        get={},
+        public={},
+        keys=ApiKeys([KEY]),
+        max_body_bytes=1 << 20,
+        debug=False,
+        lifespan=_lifespan,
+        stream="/stream",
+        max_in_flight=max_in_flight,
+    )
+
+
+def test_a_request_that_does_not_wait_is_answered_within_the_read(frames_path) -> None:
+    """On the direct path a handler that never waits runs inside the read, outside any
+    task; through ASGI each request is a task of its own. The answers are the same."""
+    in_task: list[bool] = []
+
+    async def echo(owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        in_task.append(asyncio.current_task() is not None)
+        return {"n": body["n"], "owner": owner}
+
+    async def waits(owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        return {"waited": body["n"]}
+
+    with serve_in_thread(_app({"/echo": echo, "/waits": waits})) as url:
+        stream = StreamTransport(url, KEY, timeout=10)
+        slow = stream.submit("/waits", {"n": 7})
+        fast = [stream.submit("/echo", {"n": i}) for i in range(20)]
+        assert [stream.answer(r)["n"] for r in fast] == list(range(20))
+        assert stream.answer(slow) == {"waited": 7}
+        with pytest.raises(Exception, match="no POST route"):
+            stream.post("/missing", {})
+        stream.close()
+    assert in_task == [frames_path == "asgi"] * 20
+
+
+def test_a_client_that_never_reads_big_answers_stops_the_server_reading(frames_path) -> None:
+    """Answers that are ready at once pile up in the server's write buffer when the client
+    reads none of them; the server then stops reading requests (TCP holds the client
+    back) instead of answering every one into memory. Once the client reads, all come."""
+    handled = [0]
+    blob = os.urandom(200_000)
+
+    async def big(owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        handled[0] += 1
+        return {"n": body["n"], "blob": blob}
+
+    count = 2000  # 400 MB of answers, were they all made at once
+    with serve_in_thread(_app({"/big": big})) as url:
+        stream = StreamTransport(url, KEY, timeout=30)
+        sender = threading.Thread(
+            target=lambda: [stream.submit("/big", {"n": i}) for i in range(count)], daemon=True
+        )
+        sender.start()
+        time.sleep(1.5)
+        held_at = handled[0]
+        assert 0 < held_at < count // 4
+        answers = [stream.answer(i) for i in range(count)]
+        sender.join(timeout=30)
+        assert [a["n"] for a in answers] == list(range(count))
+        assert all(a["blob"] == blob for a in answers[:: count // 10])
+        assert handled[0] == count
+        stream.close()
