@@ -177,6 +177,39 @@ class StreamTransport(BaseTransport):
         except (OSError, TimeoutError) as exc:
             raise self._lost(exc) from exc
 
+    def ready(self, request_id: int) -> bool:
+        """Whether :meth:`answer` would return (or raise) for ``request_id`` at once.
+
+        Reads what has arrived without waiting, so that one thread can drive many
+        transports: wait until :attr:`connection_socket` is readable (``select``), then ask. A
+        connection found lost raises as :meth:`answer` does.
+        """
+        if request_id in self._answers:
+            return True
+        if request_id not in self._waiting:
+            raise ValueError(f"no request {request_id} is waiting for an answer")
+        protocol, sock = self._protocol, self._sock
+        if protocol is None or sock is None or self._waiting[request_id] != self._generation:
+            return True  # lost: answer() raises
+        try:
+            sock.settimeout(0.0)
+            while request_id not in self._answers and self._sock is sock:
+                self._receive(protocol, sock)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass  # nothing more has arrived
+        except OSError as exc:
+            del self._waiting[request_id]
+            raise self._lost(exc) from exc
+        finally:
+            if self._sock is sock:
+                sock.settimeout(self.timeout)
+        return request_id in self._answers or self._sock is not sock
+
+    @property
+    def connection_socket(self) -> socket.socket | None:
+        """The connection's socket, to wait on with ``select`` (``None`` while closed)."""
+        return self._sock
+
     @property
     def in_flight(self) -> int:
         """Requests sent whose answers have not been taken yet."""

@@ -520,3 +520,26 @@ def test_sync_api_needs_a_reset_and_a_closed_fleet_refuses_calls(env_server):
     for call in (lambda: fleet.recv(timeout=0), lambda: fleet.async_reset(), fleet.reset):
         with pytest.raises(RuntimeError, match="closed"):
             call()
+
+
+def test_streams_are_driven_from_the_callers_thread_and_http_from_worker_threads(
+    env_server, transport_kind
+):
+    """Once made, an env reached over the streaming session needs no thread of its own:
+    the caller's thread sends its steps and reads its answers. Over HTTP each env keeps
+    its worker thread. The answers are the same either way."""
+    urls = [env_server(), env_server()]
+    with Fleet.from_urls(urls, "CartPole-v1", envs_per_host=2, seed=5, **FAST) as fleet:
+        local = gymnasium.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync")
+        obs, _ = fleet.reset(seed=5)
+        expected, _ = local.reset(seed=5)
+        for step in range(30):
+            actions = np.array([(step + i) % 2 for i in range(4)])
+            obs, reward, terminated, truncated, _ = fleet.step(actions)
+            expected, _, local_terminated, _, _ = local.step(actions)
+            assert np.array_equal(obs, expected)
+            assert np.array_equal(terminated, local_terminated)
+        workers = [
+            t for t in threading.enumerate() if t.name.startswith("fleet-env:") and t.is_alive()
+        ]
+        assert len(workers) == (0 if transport_kind == "stream" else 2)

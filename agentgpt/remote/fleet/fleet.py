@@ -7,9 +7,11 @@ delays its own envs and a dead one only loses its own unfinished steps: they are
 reported once, and the host is retried in the background until it returns.
 
 Everything the trainer sees is decided on the trainer's own thread, inside ``recv`` and
-``send``: worker threads (one per remote env, see :mod:`.streams`) and host probes (see
-:mod:`.hosts`) only report events on one queue. So between a ``recv`` and the next call,
-nothing about the slots changes under the caller.
+``send``: worker threads (one per remote env while it is made, and for good over HTTP,
+see :mod:`.streams`) and host probes (see :mod:`.hosts`) only report events on one queue
+(:mod:`.events`). Steps over the streaming session are sent and read on the trainer's
+thread itself, which waits on that queue and the streams' sockets at once. So between a
+``recv`` and the next call, nothing about the slots changes under the caller.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from agentgpt.remote.connect import TransportKind
 from agentgpt.remote.fleet.arguments import check_arguments
 from agentgpt.remote.fleet.batch import BatchBuilder, FleetBatch, empty_batch
 from agentgpt.remote.fleet.discovery import discover
+from agentgpt.remote.fleet.events import EventQueue, readable
 from agentgpt.remote.fleet.faults import Fault, FleetDownError
 from agentgpt.remote.fleet.hosts import Backoff, Host, HostBack, HostStatus, Prober
 from agentgpt.remote.fleet.infos import merge_infos, scatter_info
@@ -156,7 +159,7 @@ class Fleet(VectorEnv):
         """
         self._hosts: list[Host] = []
         self._streams: list[_Stream] = []
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._events = EventQueue()
         self._pending: deque[Any] = deque()
         self._shut = False
         urls, counts, seed = check_arguments(
@@ -295,7 +298,7 @@ class Fleet(VectorEnv):
                 self._start_stream(stream, seed=first_seed, reset=False)
         waiting = {s.worker for s in self._streams if s.worker is not None}
         while waiting:
-            event = self._events.get()
+            event = self._events.get()  # only threads run now: no stream is handed over yet
             if isinstance(event, Made | Failed) and event.worker in waiting:
                 waiting.discard(event.worker)
                 self._apply(event, None)
@@ -352,7 +355,7 @@ class Fleet(VectorEnv):
     def _await_batch(self, max_wait: float, timeout: float | None) -> None:
         """Queue events until every env expected within ``max_wait`` of the first answer
         has answered (or the wait, or ``timeout``, is over)."""
-        events, pending = self._events, self._pending
+        pending = self._pending
         now = time.monotonic()
         deadline = None if timeout is None else now + max(0.0, float(timeout))
         while not pending:
@@ -364,18 +367,11 @@ class Fleet(VectorEnv):
                 if remaining <= 0:
                     return
                 wait = remaining if wait is None else min(wait, remaining)
-            try:
-                pending.append(events.get(timeout=wait))
-            except queue.Empty:
-                continue
+            pending.extend(self._wait_events(wait))
         first = time.monotonic()
         limit = first + max_wait if deadline is None else min(first + max_wait, deadline)
         while True:
-            while True:
-                try:
-                    pending.append(events.get_nowait())
-                except queue.Empty:
-                    break
+            pending.extend(self._drain())
             if not all(isinstance(e, Answer) for e in pending):
                 return  # faults and remakes are delivered at once
             answered = {id(e.worker.owner) for e in pending}
@@ -389,10 +385,10 @@ class Fleet(VectorEnv):
             remaining = limit - time.monotonic()
             if not expected or remaining <= 0:
                 return
-            try:
-                pending.append(events.get(timeout=remaining))
-            except queue.Empty:
+            news = self._wait_events(remaining)
+            if not news:
                 return
+            pending.extend(news)
 
     def send(self, actions: Any, env_ids: Any) -> None:
         """Actions (batched values of ``single_action_space``, in ``env_ids`` order) for
@@ -534,20 +530,12 @@ class Fleet(VectorEnv):
                 if remaining <= 0:
                     return empty_batch(self.single_observation_space)
                 wait = remaining if wait is None else min(wait, remaining)
-            try:
-                self._pending.append(self._events.get(timeout=wait))
-            except queue.Empty:
-                continue
+            self._pending.extend(self._wait_events(wait))
 
     def _collect(self, exclude: np.ndarray | None) -> FleetBatch | None:
         """Apply every event that came in; the batch of rows they make, if any."""
         pending = self._pending
-        events = self._events
-        while True:
-            try:
-                pending.append(events.get_nowait())
-            except queue.Empty:
-                break
+        pending.extend(self._drain())
         if not pending and not self._cut_pending.any():
             return None
         builder = BatchBuilder(self.single_observation_space, self.num_envs, exclude)
@@ -567,6 +555,71 @@ class Fleet(VectorEnv):
                 self._awaiting[ids] = False
                 builder.add_cuts(ids)
         return builder.finish()
+
+    def _drain(self) -> list[Any]:
+        """Every event there is now, answers over handed-over streams included."""
+        handed_over = self._handed_over()
+        news = []
+        if handed_over:
+            ready = readable([sock for _, sock in handed_over], 0.0)
+            news = self._read_streams(handed_over, ready)
+        return self._take_queued(news)
+
+    def _wait_events(self, timeout: float | None) -> list[Any]:
+        """The events that come within ``timeout`` seconds (``None``: until one does);
+        empty if none. Waits on the event queue and on the sockets of handed-over streams
+        at once, and reads only the streams whose sockets have news."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            handed_over = self._handed_over()
+            if not handed_over:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    return [self._events.get(timeout=wait)]
+                except queue.Empty:
+                    return []
+            wake = deadline
+            for worker, _ in handed_over:
+                due = worker.next_deadline()
+                if due is not None and (wake is None or due < wake):
+                    wake = due
+            ready = self._events.wait(
+                [sock for _, sock in handed_over],
+                None if wake is None else max(0.0, wake - time.monotonic()),
+            )
+            news = self._take_queued(self._read_streams(handed_over, ready))
+            if news or (deadline is not None and time.monotonic() >= deadline):
+                return news
+
+    def _handed_over(self) -> list[tuple[StreamWorker, Any]]:
+        """The workers whose streams this thread drives and that await an answer, with
+        the socket each awaits it on."""
+        pairs = []
+        for stream in self._streams:
+            worker = stream.worker
+            sock = None if worker is None else worker.waiting_socket()
+            if sock is not None:
+                pairs.append((worker, sock))
+        return pairs
+
+    @staticmethod
+    def _read_streams(handed_over: list[tuple[StreamWorker, Any]], ready: set[int]) -> list[Any]:
+        """The answers of the streams whose sockets are readable, and the failures of
+        those whose oldest request is overdue."""
+        news: list[Any] = []
+        now = time.monotonic()
+        for worker, sock in handed_over:
+            due = worker.next_deadline()
+            if sock.fileno() in ready or (due is not None and due <= now):
+                news.extend(worker.poll())
+        return news
+
+    def _take_queued(self, news: list[Any]) -> list[Any]:
+        while True:
+            try:
+                news.append(self._events.get_nowait())
+            except queue.Empty:
+                return news
 
     def _time_until_fleet_down(self) -> float | None:
         """Seconds until every host will have been down ``fleet_timeout`` (``None``: some

@@ -8,7 +8,6 @@ closed before new ones are made).
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, NamedTuple
 from agentgpt.protocol import routes
 from agentgpt.protocol.answers import health_incarnation
 from agentgpt.remote.errors import RemoteEnvError
+from agentgpt.remote.fleet.events import EventQueue
 from agentgpt.remote.fleet.streams import Endpoint
 
 __all__ = ["Backoff", "Host", "HostBack", "HostStatus", "Prober"]
@@ -69,7 +69,7 @@ class Prober:
     """Polls one down host's ``/health`` with backoff; reports once when it answers."""
 
     def __init__(
-        self, endpoint: Endpoint, events: queue.SimpleQueue, owner: Any, backoff: Backoff
+        self, endpoint: Endpoint, events: EventQueue, owner: Any, backoff: Backoff
     ) -> None:
         self.owner = owner
         self._endpoint = endpoint

@@ -1,12 +1,16 @@
-"""One remote env of a fleet and the thread that talks to it.
+"""One remote env of a fleet and the worker that talks to it.
 
 A *stream* is one server-side env with at most one request in flight: a ``/make_vec``
 vector env for single-agent envs, one ``/make`` env for multi-agent ones. Each stream has
-its own worker thread and its own transport (a keep-alive HTTP connection or a WebSocket,
-:mod:`agentgpt.remote.connect`; transports are not thread-safe, and one slow answer must never hold up another env).
-The worker makes its env, then runs the resets and steps the fleet hands it, decodes each
-answer into NumPy rows (off the trainer's thread) and reports everything as events on one
-queue shared by the fleet. A worker never decides anything: a failure is reported with
+its own worker and its own transport (a keep-alive HTTP connection or a WebSocket,
+:mod:`agentgpt.remote.connect`; transports are not thread-safe, and one slow answer must
+never hold up another env). The worker's thread makes its env. Over HTTP it then runs the
+resets and steps the fleet hands it, decodes each answer into NumPy rows (off the
+trainer's thread) and reports everything as events on one queue shared by the fleet. A
+streaming session needs no thread once the env is made: the thread hands the connection
+to the fleet's thread and ends, and the fleet sends requests and reads answers through
+the worker's :meth:`StreamWorker.poll` on its own thread, where a step's round trip then
+costs no hop between threads. A worker never decides anything: a failure is reported with
 its :class:`~agentgpt.remote.fleet.faults.Fault` kind and the worker exits; the fleet
 cuts, remakes or raises. A remade env gets a new worker, so a request stuck on a dead host
 never delays its replacement.
@@ -15,8 +19,10 @@ never delays its replacement.
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -44,11 +50,13 @@ from agentgpt.protocol.requests import (
     step_request,
 )
 from agentgpt.remote.base_transport import BaseTransport
-from agentgpt.remote.connect import TransportKind, open_transport
-from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout
+from agentgpt.remote.connect import AutoTransport, TransportKind, open_transport
+from agentgpt.remote.errors import RemoteEnvError, RemoteTimeout, remote_error
+from agentgpt.remote.fleet.events import EventQueue
 from agentgpt.remote.fleet.faults import Fault, classify, describe
 from agentgpt.remote.fleet.infos import agent_infos
 from agentgpt.remote.infos import vector_info_from_wire
+from agentgpt.remote.stream import StreamTransport
 from agentgpt.remote.transport import Encoding
 from agentgpt.wire import value_from_wire, value_to_wire
 
@@ -190,6 +198,15 @@ class StreamRows(NamedTuple):
     info: dict[str, Any]
 
 
+class _Flight(NamedTuple):
+    """A request in flight over a handed-over stream."""
+
+    kind: str
+    ticket: int
+    request_id: int
+    deadline: float
+
+
 class Made(NamedTuple):
     """The worker's env exists on the server."""
 
@@ -250,7 +267,7 @@ class StreamWorker:
     def __init__(
         self,
         spec: StreamSpec,
-        events: queue.SimpleQueue,
+        events: EventQueue,
         owner: Any,
         *,
         seed: int | None,
@@ -278,6 +295,12 @@ class StreamWorker:
         self.answered_at = 0.0
         self._lists_are_objects = spec.endpoint.encoding == "msgpack"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        #: Once the thread has handed its stream over (see :meth:`_park`): the transport
+        #: to close, the stream under it, and the requests in flight, oldest first.
+        self._lock = threading.Lock()
+        self._parked: BaseTransport | None = None
+        self._direct: StreamTransport | None = None
+        self._flights: deque[_Flight] = deque()
 
     # ---------------------------------------------------------------- fleet side
 
@@ -285,21 +308,103 @@ class StreamWorker:
         self._thread.start()
 
     def step(self, ticket: int, actions: Any, needs: np.ndarray | None) -> None:
-        """Queue a step with a batch of ``count`` actions (``needs``: live agents)."""
-        self._commands.put((_STEP, ticket, actions, needs))
+        """Send a step with a batch of ``count`` actions (``needs``: live agents)."""
+        self._command(_STEP, ticket, actions, needs)
 
     def reset(self, ticket: int, seed: int | None, options: dict[str, Any] | None) -> None:
-        self._commands.put((_RESET, ticket, seed, options))
+        self._command(_RESET, ticket, seed, options)
 
     def stop(self, close_env: bool) -> None:
         """Exit after the request in flight (whose answer is dropped); with ``close_env``
         free the server's env first (best effort)."""
-        self._close_env = close_env
-        self._stop.set()
-        self._commands.put((_STOP, 0, None, None))
+        with self._lock:
+            self._close_env = close_env
+            self._stop.set()
+            parked, self._parked, self._direct = self._parked, None, None
+            if parked is None:
+                self._commands.put((_STOP, 0, None, None))
+                return
+        self._flights.clear()
+        parked.close()
+        if close_env and self.env_key is not None and not self._failed:
+            self._thread = threading.Thread(
+                target=close_quietly,
+                args=(self.spec.endpoint, self.env_key),
+                name=self._thread.name,
+                daemon=True,
+            )
+            self._thread.start()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+    # ------------------------------------------------- fleet side, stream handed over
+
+    def waiting_socket(self) -> socket.socket | None:
+        """The socket an answer is awaited on, once the stream is handed over."""
+        if not self._flights or self._direct is None:
+            return None
+        return self._direct.connection_socket
+
+    def next_deadline(self) -> float | None:
+        """When the oldest request in flight over the handed-over stream times out."""
+        return self._flights[0].deadline if self._flights else None
+
+    def poll(self) -> list[Answer]:
+        """The answers that have arrived over the handed-over stream, read without
+        waiting; a failure (or the oldest request's timeout) ends the stream as a failed
+        request ends the thread, and is reported as an event by a thread of its own."""
+        answers: list[Answer] = []
+        transport = self._direct
+        while self._flights and transport is not None:
+            flight = self._flights[0]
+            try:
+                if not transport.ready(flight.request_id):
+                    if time.monotonic() > flight.deadline:
+                        raise remote_error(
+                            None,
+                            "timeout",
+                            f"{self.spec.endpoint.label} sent no answer within"
+                            f" {self.spec.endpoint.step_timeout:g} s",
+                        )
+                    break
+                answer = transport.answer(flight.request_id)
+                rows = self._rows(flight.kind, answer)
+            except Exception as exc:
+                self._fail_handed_over(flight.ticket, exc)
+                break
+            self._flights.popleft()
+            self.answered_at = time.monotonic()
+            answers.append(Answer(self, flight.ticket, rows))
+        return answers
+
+    def _command(self, kind: str, ticket: int, a: Any, b: Any) -> None:
+        with self._lock:
+            transport = self._direct
+            if transport is None:  # the thread still drives the stream
+                self._commands.put((kind, ticket, a, b))
+                return
+        try:
+            route, body = self._request_body(kind, a, b)
+            request_id = transport.submit(route, body)
+        except Exception as exc:
+            self._fail_handed_over(ticket, exc)
+            return
+        deadline = time.monotonic() + self.spec.endpoint.step_timeout
+        self._flights.append(_Flight(kind, ticket, request_id, deadline))
+
+    def _fail_handed_over(self, ticket: int, error: BaseException) -> None:
+        """End a handed-over stream after ``error``: report it as the thread would have."""
+        with self._lock:
+            parked, self._parked, self._direct = self._parked, None, None
+        self._flights.clear()
+        if parked is None:
+            return
+        parked.close()
+        self._thread = threading.Thread(
+            target=self._fail, args=(ticket, error), name=self._thread.name, daemon=True
+        )
+        self._thread.start()
 
     # ---------------------------------------------------------------- thread side
 
@@ -321,6 +426,9 @@ class StreamWorker:
             ):
                 return
             while True:
+                if self._park(transport):
+                    transport = None  # the fleet's thread owns it now
+                    return
                 command = self._commands.get()
                 if self._stop.is_set() or not self._request(transport, *command):
                     return
@@ -329,6 +437,23 @@ class StreamWorker:
                 transport.close()
             if self._close_env and self.env_key is not None and not self._failed:
                 close_quietly(endpoint, self.env_key)
+
+    def _park(self, transport: BaseTransport) -> bool:
+        """Hand a streaming session over to the fleet's thread once no command waits:
+        from then on that thread sends the requests and reads the answers itself, with no
+        hop to this thread and back (:mod:`.events`). HTTP stays on this thread, whose
+        blocking requests never hold up the fleet."""
+        stream = transport if isinstance(transport, StreamTransport) else None
+        if stream is None and isinstance(transport, AutoTransport):
+            chosen = transport.chosen
+            stream = chosen if isinstance(chosen, StreamTransport) else None
+        if stream is None:
+            return False
+        with self._lock:
+            if self._stop.is_set() or not self._commands.empty():
+                return False
+            self._parked, self._direct = transport, stream
+        return True
 
     def _make(self, transport: BaseTransport) -> bool:
         route, body = self.spec.make_route_and_body(self._seed)
@@ -377,13 +502,8 @@ class StreamWorker:
         if kind == _STOP:
             return False
         try:
-            if kind == _STEP:
-                body = step_request(self.env_key, self._wire_actions(a, b))
-                rows = self._decode(*read_step(transport.post(routes.STEP, body)))
-            else:
-                answer = transport.post(routes.RESET, reset_request(self.env_key, a, b))
-                observation, info = read_reset(answer)
-                rows = self._decode(observation, None, None, None, info)
+            route, body = self._request_body(kind, a, b)
+            rows = self._rows(kind, transport.post(route, body))
         except Exception as exc:  # every failure is reported; none may kill the thread
             self._fail(ticket, exc)
             return False
@@ -392,6 +512,17 @@ class StreamWorker:
         self.answered_at = time.monotonic()
         self._events.put(Answer(self, ticket, rows))
         return True
+
+    def _request_body(self, kind: str, a: Any, b: Any) -> tuple[str, dict[str, Any]]:
+        if kind == _STEP:
+            return routes.STEP, step_request(self.env_key, self._wire_actions(a, b))
+        return routes.RESET, reset_request(self.env_key, a, b)
+
+    def _rows(self, kind: str, answer: dict[str, Any]) -> StreamRows:
+        if kind == _STEP:
+            return self._decode(*read_step(answer))
+        observation, info = read_reset(answer)
+        return self._decode(observation, None, None, None, info)
 
     def _fail(self, ticket: int, error: BaseException) -> None:
         self._failed = True
