@@ -543,3 +543,26 @@ def test_streams_are_driven_from_the_callers_thread_and_http_from_worker_threads
             t for t in threading.enumerate() if t.name.startswith("fleet-env:") and t.is_alive()
         ]
         assert len(workers) == (0 if transport_kind == "stream" else 2)
+
+
+def test_an_answer_left_unread_while_the_caller_is_away_does_not_slow_the_turnaround(
+    env_server,
+):
+    """The turnaround that ``recv(max_wait=...)`` judges hosts by is how fast a host
+    answers, not how long its answer waited while the caller trained: after a pause,
+    both hosts are still expected soon and answer in one batch."""
+    urls = [env_server(), env_server()]
+    with Fleet.from_urls(urls, "CartPole-v1", envs_per_host=2, seed=1, **FAST) as fleet:
+        fleet.async_reset()
+        for _ in range(20):
+            batch = fleet.recv(timeout=10.0, max_wait=0.05)
+            fleet.send(_zeros(batch), batch.env_ids)
+        for _ in range(3):
+            time.sleep(0.3)  # an update between rollouts
+            batch = fleet.recv(timeout=10.0, max_wait=0.05)
+            fleet.send(_zeros(batch), batch.env_ids)
+        assert all(s.turnaround is not None and s.turnaround < 0.1 for s in fleet._streams)
+        for _ in range(10):
+            batch = fleet.recv(timeout=10.0, max_wait=0.05)
+            assert batch.env_ids.size == 4
+            fleet.send(_zeros(batch), batch.env_ids)

@@ -51,6 +51,8 @@ _RUNNING = "running"  # a reset or step is in flight
 _WAITING = "waiting"  # answered; collecting the caller's actions for its next step
 
 _FRESH = object()
+#: An answer read this soon after the caller came back into ``recv`` may have been waiting.
+_LATE_READ = 1e-3
 #: The most ``close()`` waits for workers to free their envs (each ``/close`` is bounded by
 #: the short timeout anyway; on a healthy host it takes milliseconds).
 _CLOSE_WAIT = 2.0  # "draw a fresh seed" (``None`` is a seed value: random)
@@ -161,6 +163,8 @@ class Fleet(VectorEnv):
         self._streams: list[_Stream] = []
         self._events = EventQueue()
         self._pending: deque[Any] = deque()
+        #: When the caller last came into ``recv`` (or a sync call) to wait for answers.
+        self._listening_since = 0.0
         self._shut = False
         urls, counts, seed = check_arguments(
             urls,
@@ -348,6 +352,7 @@ class Fleet(VectorEnv):
         (a slow host) are not waited for, so they cost nothing.
         """
         self._check_open()
+        self._listening_since = time.monotonic()
         if max_wait > 0:
             self._await_batch(max_wait, timeout)
         return self._receive(timeout, None)
@@ -645,6 +650,7 @@ class Fleet(VectorEnv):
         """Batches until every ``expected`` slot had a row (at least one batch)."""
         got = np.zeros(self.num_envs, dtype=np.bool_)
         batches: list[FleetBatch] = []
+        self._listening_since = time.monotonic()
         while not batches or (expected & ~got).any():
             batch = self._receive(None, got)
             got[batch.env_ids] = True
@@ -700,7 +706,7 @@ class Fleet(VectorEnv):
         if stream.worker is not event.worker or event.ticket != stream.ticket:
             return  # an answer nobody waits for any more (reset since, or cut)
         took = event.worker.answered_at - stream.sent_at
-        if 0 < took < 60 and stream.sent_at > 0:
+        if 0 < took < 60 and stream.sent_at > 0 and not self._read_late(event.worker, stream):
             last = stream.turnaround
             stream.turnaround = took if last is None else 0.8 * last + 0.2 * took
         assert builder is not None
@@ -725,6 +731,17 @@ class Fleet(VectorEnv):
         host = stream.host
         if host.up:
             host.mark_serving()
+
+    def _read_late(self, worker: StreamWorker, stream: _Stream) -> bool:
+        """Whether an answer read on this thread may have waited unread while the caller
+        was away (acting, or training between rollouts): it was read as soon as the
+        caller came back into ``recv``, for a request sent before that. Its read time
+        says nothing of how fast the host is, so it is no turnaround sample."""
+        return (
+            worker.driven_here
+            and stream.sent_at < self._listening_since
+            and worker.answered_at - self._listening_since < _LATE_READ
+        )
 
     def _on_made(self, event: Made) -> None:
         stream: _Stream = event.worker.owner

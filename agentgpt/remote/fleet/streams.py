@@ -340,6 +340,12 @@ class StreamWorker:
 
     # ------------------------------------------------- fleet side, stream handed over
 
+    @property
+    def driven_here(self) -> bool:
+        """Whether the fleet's thread sends this stream's requests and reads its answers
+        (:attr:`answered_at` is then when the fleet read an answer, not when it came)."""
+        return self._direct is not None
+
     def waiting_socket(self) -> socket.socket | None:
         """The socket an answer is awaited on, once the stream is handed over."""
         if not self._flights or self._direct is None:
