@@ -3,7 +3,8 @@
 Through ASGI, every frame of a WebSocket travels as a message dict through an
 ``asyncio.Queue``, Starlette's ``WebSocket`` wrapper and a task per request, and uvicorn
 pauses and resumes reading the socket around each one; for an env step that takes a few
-microseconds, those layers are most of the server's work. The upgrade itself still goes
+microseconds, those layers are a large share of the server's work (about a quarter of
+its CPU per step, measured in ``docs/benchmarks.md``). The upgrade itself still goes
 through ASGI (routing, the browser checks, the key check, the denial answers), so only the
 frames take the short way.
 
@@ -12,10 +13,10 @@ into a protocol with one addition: the ASGI scope of each connection carries the
 :data:`EXTENSION`, through which the endpoint, once it has accepted the connection, can
 take its frames over (``take_frames``). From then on each
 complete message is given to a :class:`FrameSink` as soon as it is read, and answers are
-written through its :class:`FrameLink`, each in a single write. Reading
-stops while the socket's write buffer is over its high-water mark (a client that does
-not read its answers) or while the sink says it has too much in flight, so memory stays
-bounded either way. Servers run by other ASGI servers simply lack the extension and keep
+written through its :class:`FrameLink`, each in a single write. While the socket's write
+buffer is over its high-water mark (a client that does not read its answers) the link
+says so and reading stops, and the sink starts no request until the buffer drains; the
+sink also stops reading while it has too much in flight. Memory stays bounded either way. Servers run by other ASGI servers simply lack the extension and keep
 the ASGI path (:mod:`agentgpt.service.stream` serves both).
 """
 
@@ -37,12 +38,20 @@ class FrameSink(Protocol):
     def frame(self, data: bytes | str, binary: bool) -> None:
         """One complete message (``str`` for a text message), as soon as it is read."""
 
+    def resume(self) -> None:
+        """The socket takes answers again (:attr:`FrameLink.takes_answers`): go on."""
+
 
 class FrameLink(Protocol):
     """What a sink can do with the connection it took over."""
 
     def write_frame(self, data: bytes | str, binary: bool) -> None:
         """Send one message in a single write (nothing once the connection closes)."""
+
+    @property
+    def takes_answers(self) -> bool:
+        """False while answers the socket could not take yet fill its buffer (reading is
+        then held too): start no more requests until :meth:`FrameSink.resume`."""
 
     def hold_reading(self, held: bool) -> None:
         """Stop (``True``) or restart reading requests, for the sink's own limits."""
@@ -145,6 +154,10 @@ def _make_class(base: type) -> type:
                 return  # the peer started closing: nobody reads this answer
             self.transport.write(b"".join(self.conn.data_to_send()))
 
+        @property
+        def takes_answers(self) -> bool:
+            return not self._held_by_buffer
+
         def hold_reading(self, held: bool) -> None:
             self._held_by_sink = held
             self._update_reading()
@@ -170,6 +183,8 @@ def _make_class(base: type) -> type:
         def resume_writing(self) -> None:
             super().resume_writing()
             self._held_by_buffer = False
+            if self._sink is not None:
+                self._sink.resume()
             self._update_reading()
 
         def _update_reading(self) -> None:

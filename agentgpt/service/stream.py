@@ -87,6 +87,13 @@ def stream_endpoint(
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be positive")
     handlers = stream_handlers(post, get, public)
+    settings: dict[str, Any] = {
+        "max_frame_bytes": max_frame_bytes,
+        "debug": debug,
+        "logger": logger,
+        "unencodable": unencodable,
+        "max_in_flight": max_in_flight,
+    }
 
     async def endpoint(websocket: WebSocket) -> None:
         try:
@@ -97,28 +104,9 @@ def stream_endpoint(
         await websocket.accept()
         offer = websocket.scope.get("extensions", {}).get(direct_frames.EXTENSION)
         if offer is not None:
-            await _serve_direct(
-                websocket,
-                offer["take_frames"],
-                owner,
-                handlers,
-                max_frame_bytes=max_frame_bytes,
-                debug=debug,
-                logger=logger,
-                unencodable=unencodable,
-                max_in_flight=max_in_flight,
-            )
-            return
-        await serve_frames(
-            _StarletteChannel(websocket),
-            owner,
-            handlers,
-            max_frame_bytes=max_frame_bytes,
-            debug=debug,
-            logger=logger,
-            unencodable=unencodable,
-            max_in_flight=max_in_flight,
-        )
+            await _serve_direct(websocket, offer["take_frames"], owner, handlers, **settings)
+        else:
+            await serve_frames(_StarletteChannel(websocket), owner, handlers, **settings)
 
     return endpoint
 
@@ -402,8 +390,10 @@ class _DirectSession(_Frames):
     A request's handler starts at once, inside the read; one that finishes without
     waiting (an inline env's step) is answered right there, with no task, queue or
     lock. One that has to wait (a worker thread, a lock held by an earlier request)
-    finishes in a task, and while ``max_in_flight`` of those run, reading stops; frames
-    already read by then (the rest of one read) wait, unstarted, for a task to end.
+    finishes in a task. While ``max_in_flight`` of those run, or while answers the socket
+    could not take yet fill its buffer (a client that does not read), no request starts:
+    frames already read (the rest of one read) wait unstarted, in order, and reading
+    stops until they can start.
     """
 
     def __init__(self, link: direct_frames.FrameLink, max_in_flight: int, *args: Any) -> None:
@@ -417,9 +407,23 @@ class _DirectSession(_Frames):
     def frame(self, data: bytes | str, binary: bool) -> None:
         if self.closed:
             return
-        if len(self.tasks) >= self.max_in_flight:
+        if self.waiting or not self._can_start():
             self.waiting.append((data, binary))
+            self.link.hold_reading(True)
             return
+        self._start(data, binary)
+
+    def resume(self) -> None:
+        """Start the frames that wait, as far as the limits allow; read on once none do."""
+        while self.waiting and not self.closed and self._can_start():
+            self._start(*self.waiting.popleft())
+        if not self.closed:
+            self.link.hold_reading(bool(self.waiting) or len(self.tasks) >= self.max_in_flight)
+
+    def _can_start(self) -> bool:
+        return len(self.tasks) < self.max_in_flight and self.link.takes_answers
+
+    def _start(self, data: bytes | str, binary: bool) -> None:
         try:
             request_id, method, path, body = self._parse(data, binary)
         except _BadFrame as exc:
@@ -457,10 +461,7 @@ class _DirectSession(_Frames):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        while self.waiting and len(self.tasks) < self.max_in_flight:
-            self.frame(*self.waiting.popleft())
-        if len(self.tasks) < self.max_in_flight and not self.closed:
-            self.link.hold_reading(False)
+        self.resume()
 
 
 @types.coroutine

@@ -94,7 +94,9 @@ def test_a_client_that_never_reads_big_answers_stops_the_server_reading(frames_p
         sender.start()
         time.sleep(1.5)
         held_at = handled[0]
-        assert 0 < held_at < count // 4
+        # Direct: what the socket buffers hold (a few MB). ASGI: also the 256 requests a
+        # connection may have running, each waiting to send its answer.
+        assert 0 < held_at < (100 if frames_path == "direct" else 400)
         answers = [stream.answer(i) for i in range(count)]
         sender.join(timeout=30)
         assert [a["n"] for a in answers] == list(range(count))

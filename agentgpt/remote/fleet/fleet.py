@@ -51,8 +51,6 @@ _RUNNING = "running"  # a reset or step is in flight
 _WAITING = "waiting"  # answered; collecting the caller's actions for its next step
 
 _FRESH = object()
-#: An answer read this soon after the caller came back into ``recv`` may have been waiting.
-_LATE_READ = 1e-3
 #: The most ``close()`` waits for workers to free their envs (each ``/close`` is bounded by
 #: the short timeout anyway; on a healthy host it takes milliseconds).
 _CLOSE_WAIT = 2.0  # "draw a fresh seed" (``None`` is a seed value: random)
@@ -163,8 +161,6 @@ class Fleet(VectorEnv):
         self._streams: list[_Stream] = []
         self._events = EventQueue()
         self._pending: deque[Any] = deque()
-        #: When the caller last came into ``recv`` (or a sync call) to wait for answers.
-        self._listening_since = 0.0
         self._shut = False
         urls, counts, seed = check_arguments(
             urls,
@@ -352,7 +348,7 @@ class Fleet(VectorEnv):
         (a slow host) are not waited for, so they cost nothing.
         """
         self._check_open()
-        self._listening_since = time.monotonic()
+        self._pending.extend(self._drain(came_back=True))
         if max_wait > 0:
             self._await_batch(max_wait, timeout)
         return self._receive(timeout, None)
@@ -561,13 +557,18 @@ class Fleet(VectorEnv):
                 builder.add_cuts(ids)
         return builder.finish()
 
-    def _drain(self) -> list[Any]:
-        """Every event there is now, answers over handed-over streams included."""
+    def _drain(self, came_back: bool = False) -> list[Any]:
+        """Every event there is now, answers over handed-over streams included.
+
+        ``came_back``: the caller is just back (from acting, or from training between
+        rollouts), so the answers read now may have waited unread for a while; their read
+        time says nothing of how fast their host is, and they are no turnaround sample.
+        """
         handed_over = self._handed_over()
         news = []
         if handed_over:
             ready = readable([sock for _, sock in handed_over], 0.0)
-            news = self._read_streams(handed_over, ready)
+            news = self._read_streams(handed_over, ready, came_back)
         return self._take_queued(news)
 
     def _wait_events(self, timeout: float | None) -> list[Any]:
@@ -608,7 +609,9 @@ class Fleet(VectorEnv):
         return pairs
 
     @staticmethod
-    def _read_streams(handed_over: list[tuple[StreamWorker, Any]], ready: set[int]) -> list[Any]:
+    def _read_streams(
+        handed_over: list[tuple[StreamWorker, Any]], ready: set[int], came_back: bool = False
+    ) -> list[Any]:
         """The answers of the streams whose sockets are readable, and the failures of
         those whose oldest request is overdue."""
         news: list[Any] = []
@@ -616,7 +619,7 @@ class Fleet(VectorEnv):
         for worker, sock in handed_over:
             due = worker.next_deadline()
             if sock.fileno() in ready or (due is not None and due <= now):
-                news.extend(worker.poll())
+                news.extend(worker.poll(came_back))
         return news
 
     def _take_queued(self, news: list[Any]) -> list[Any]:
@@ -650,7 +653,7 @@ class Fleet(VectorEnv):
         """Batches until every ``expected`` slot had a row (at least one batch)."""
         got = np.zeros(self.num_envs, dtype=np.bool_)
         batches: list[FleetBatch] = []
-        self._listening_since = time.monotonic()
+        self._pending.extend(self._drain(came_back=True))
         while not batches or (expected & ~got).any():
             batch = self._receive(None, got)
             got[batch.env_ids] = True
@@ -706,7 +709,7 @@ class Fleet(VectorEnv):
         if stream.worker is not event.worker or event.ticket != stream.ticket:
             return  # an answer nobody waits for any more (reset since, or cut)
         took = event.worker.answered_at - stream.sent_at
-        if 0 < took < 60 and stream.sent_at > 0 and not self._read_late(event.worker, stream):
+        if 0 < took < 60 and stream.sent_at > 0 and not event.worker.read_on_return:
             last = stream.turnaround
             stream.turnaround = took if last is None else 0.8 * last + 0.2 * took
         assert builder is not None
@@ -731,17 +734,6 @@ class Fleet(VectorEnv):
         host = stream.host
         if host.up:
             host.mark_serving()
-
-    def _read_late(self, worker: StreamWorker, stream: _Stream) -> bool:
-        """Whether an answer read on this thread may have waited unread while the caller
-        was away (acting, or training between rollouts): it was read as soon as the
-        caller came back into ``recv``, for a request sent before that. Its read time
-        says nothing of how fast the host is, so it is no turnaround sample."""
-        return (
-            worker.driven_here
-            and stream.sent_at < self._listening_since
-            and worker.answered_at - self._listening_since < _LATE_READ
-        )
 
     def _on_made(self, event: Made) -> None:
         stream: _Stream = event.worker.owner

@@ -293,6 +293,9 @@ class StreamWorker:
         self.incarnation: str | None = None
         #: When the last answer came (read by the fleet after it takes the answer).
         self.answered_at = 0.0
+        #: Whether the fleet's thread read the last answer only as its caller came back,
+        #: so that :attr:`answered_at` says nothing of when it came.
+        self.read_on_return = False
         self._lists_are_objects = spec.endpoint.encoding == "msgpack"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         #: Once the thread has handed its stream over (see :meth:`_park`): the transport
@@ -320,12 +323,11 @@ class StreamWorker:
         with self._lock:
             self._close_env = close_env
             self._stop.set()
-            parked, self._parked, self._direct = self._parked, None, None
-            if parked is None:
+            if self._parked is None:
                 self._commands.put((_STOP, 0, None, None))
                 return
-        self._flights.clear()
-        parked.close()
+        if not self._take_back():
+            return
         if close_env and self.env_key is not None and not self._failed:
             self._thread = threading.Thread(
                 target=close_quietly,
@@ -340,12 +342,6 @@ class StreamWorker:
 
     # ------------------------------------------------- fleet side, stream handed over
 
-    @property
-    def driven_here(self) -> bool:
-        """Whether the fleet's thread sends this stream's requests and reads its answers
-        (:attr:`answered_at` is then when the fleet read an answer, not when it came)."""
-        return self._direct is not None
-
     def waiting_socket(self) -> socket.socket | None:
         """The socket an answer is awaited on, once the stream is handed over."""
         if not self._flights or self._direct is None:
@@ -356,10 +352,12 @@ class StreamWorker:
         """When the oldest request in flight over the handed-over stream times out."""
         return self._flights[0].deadline if self._flights else None
 
-    def poll(self) -> list[Answer]:
+    def poll(self, came_back: bool = False) -> list[Answer]:
         """The answers that have arrived over the handed-over stream, read without
         waiting; a failure (or the oldest request's timeout) ends the stream as a failed
-        request ends the thread, and is reported as an event by a thread of its own."""
+        request ends the thread, and is reported as an event by a thread of its own.
+        ``came_back``: the fleet's caller was away until now, so :attr:`answered_at` (the
+        read time) may be long after the answer came (:attr:`read_on_return`)."""
         answers: list[Answer] = []
         transport = self._direct
         while self._flights and transport is not None:
@@ -381,8 +379,20 @@ class StreamWorker:
                 break
             self._flights.popleft()
             self.answered_at = time.monotonic()
+            self.read_on_return = came_back
             answers.append(Answer(self, flight.ticket, rows))
         return answers
+
+    def _take_back(self) -> bool:
+        """End the hand-over: close the stream, forget what was in flight on it. False if
+        it was not handed over (or is already taken back)."""
+        with self._lock:
+            parked, self._parked, self._direct = self._parked, None, None
+        self._flights.clear()
+        if parked is None:
+            return False
+        parked.close()
+        return True
 
     def _command(self, kind: str, ticket: int, a: Any, b: Any) -> None:
         with self._lock:
@@ -401,12 +411,8 @@ class StreamWorker:
 
     def _fail_handed_over(self, ticket: int, error: BaseException) -> None:
         """End a handed-over stream after ``error``: report it as the thread would have."""
-        with self._lock:
-            parked, self._parked, self._direct = self._parked, None, None
-        self._flights.clear()
-        if parked is None:
+        if not self._take_back():
             return
-        parked.close()
         self._thread = threading.Thread(
             target=self._fail, args=(ticket, error), name=self._thread.name, daemon=True
         )
