@@ -908,3 +908,4 @@ class Fleet(VectorEnv):
         for thread in [*workers, *probers]:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._pending.clear()
+        self._events.close()  # a thread that reports later finds nobody to wake
