@@ -8,16 +8,17 @@ its CPU per step, measured in ``docs/benchmarks.md``). The upgrade itself still 
 through ASGI (routing, the browser checks, the key check, the denial answers), so only the
 frames take the short way.
 
-:func:`direct_frames_protocol` makes uvicorn's WebSocket protocol (``websockets`` sans-I/O)
-into a protocol with one addition: the ASGI scope of each connection carries the extension
-:data:`EXTENSION`, through which the endpoint, once it has accepted the connection, can
-take its frames over (``take_frames``). From then on each
-complete message is given to a :class:`FrameSink` as soon as it is read, and answers are
-written through its :class:`FrameLink`, each in a single write. While the socket's write
-buffer is over its high-water mark (a client that does not read its answers) the link
-says so and reading stops, and the sink starts no request until the buffer drains; the
-sink also stops reading while it has too much in flight. Memory stays bounded either way. Servers run by other ASGI servers simply lack the extension and keep
-the ASGI path (:mod:`agentgpt.service.stream` serves both).
+:func:`direct_frames_protocol` makes uvicorn's WebSocket protocol (``websockets``
+sans-I/O) into a protocol with one addition: the ASGI scope of each connection carries
+the extension :data:`EXTENSION`, through which the endpoint, once it has accepted the
+connection, can take its frames over (``take_frames``). From then on each complete
+message is given to a :class:`FrameSink` as soon as it is read, and answers are written
+through its :class:`FrameLink`, each in a single write. While the socket's write buffer is
+over its high-water mark (a client that does not read its answers) the link says so and
+reading stops, and the sink starts no request until the buffer drains; the sink also
+stops reading while it has too much in flight. Memory stays bounded either way. Servers
+run by other ASGI servers simply lack the extension and keep the ASGI path
+(:mod:`agentgpt.service.stream` serves both).
 """
 
 from __future__ import annotations
