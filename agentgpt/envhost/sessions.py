@@ -44,8 +44,10 @@ class Session:
     #: Processes the env runs (one per sub-env of an async vector env, else none).
     processes: int = 0
     #: Whether its calls run on the event loop itself (an env its operator marked fast,
-    #: until one call proves slow), rather than in a worker thread.
+    #: until its calls prove slow), rather than in a worker thread.
     inline: bool = False
+    #: Inline calls in a row that took longer than the inline limit.
+    inline_overruns: int = 0
 
     @property
     def num_envs(self) -> int:

@@ -45,6 +45,7 @@ def open_transport(
     timeout: float | None = DEFAULT_TIMEOUT,
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     tls_context: ssl.SSLContext | None = None,
+    busy_poll_us: float | None = None,
 ) -> BaseTransport:
     """A transport of ``kind`` (``None``: :data:`DEFAULT_TRANSPORT`) to the server at
     ``url``. None connects before its first request."""
@@ -57,6 +58,7 @@ def open_transport(
         timeout=timeout,
         connect_timeout=connect_timeout,
         tls_context=tls_context,
+        busy_poll_us=busy_poll_us,
     )
     if kind == "http":
         return HttpTransport(url, api_key, **options)

@@ -27,6 +27,7 @@ from websockets.exceptions import InvalidHandshake, InvalidState, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
+from agentgpt.core.busy_poll import BusyPoll, client_limit_s
 from agentgpt.protocol import routes
 from agentgpt.protocol.frames import request_frame
 from agentgpt.remote.base_transport import (
@@ -72,6 +73,7 @@ class StreamTransport(BaseTransport):
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         tls_context: ssl.SSLContext | None = None,
+        busy_poll_us: float | None = None,
     ) -> None:
         if encoding not in ("msgpack", "json"):
             raise ValueError(f"encoding must be 'msgpack' or 'json', got {encoding!r}")
@@ -96,6 +98,8 @@ class StreamTransport(BaseTransport):
         self._answers: dict[int, dict[str, Any]] = {}
         self._fragments: list[bytes] = []
         self._last_io = 0.0
+        #: Polls briefly for answers before sleeping (:mod:`agentgpt.core.busy_poll`).
+        self.busy_poll = BusyPoll(client_limit_s(busy_poll_us))
         self.closed = False
 
     # ------------------------------------------------------------------ BaseTransport
@@ -141,6 +145,7 @@ class StreamTransport(BaseTransport):
         error (of the tree in :mod:`agentgpt.remote.errors`)."""
         if request_id not in self._waiting and request_id not in self._answers:
             raise ValueError(f"no request {request_id} is waiting for an answer")
+        started = None
         while request_id not in self._answers:
             if (
                 self._protocol is None
@@ -153,6 +158,9 @@ class StreamTransport(BaseTransport):
                     "connection_error",
                     f"the stream to {self.base_url} was lost before the answer came",
                 )
+            if started is None:
+                started = time.perf_counter()
+                self.busy_poll.spin_socket(self._sock)
             try:
                 self._receive(self._protocol, self._sock)
             except TimeoutError as exc:
@@ -164,6 +172,8 @@ class StreamTransport(BaseTransport):
             except OSError as exc:
                 del self._waiting[request_id]
                 raise self._lost(exc) from exc
+        if started is not None:
+            self.busy_poll.learn(time.perf_counter() - started)
         del self._waiting[request_id]
         return read_answer(self._answers.pop(request_id))
 

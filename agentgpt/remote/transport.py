@@ -28,6 +28,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlencode, urlsplit
 
+from agentgpt.core.busy_poll import BusyPoll, client_limit_s
 from agentgpt.remote.base_transport import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -195,9 +196,11 @@ class HttpTransport(BaseTransport):
     ``timeout`` bounds every send and every wait for an answer; ``connect_timeout`` the
     connection setup. ``tls_context`` verifies ``https://`` servers (default: the system's
     trusted CAs; pass ``ssl.create_default_context(cafile=...)`` for a server with its own
-    certificate). The connection opens on the first request and reopens as needed; it goes
-    through the proxy the environment names (see the module's notes). Not thread-safe: one
-    transport per client object.
+    certificate). ``busy_poll_us``: how long at most to poll for an answer before sleeping
+    on the socket, while answers come that fast (:mod:`agentgpt.core.busy_poll`; ``None``:
+    ``$AGENTGPT_BUSY_POLL_US``, else 1000; ``0``: never). The connection opens on the
+    first request and reopens as needed; it goes through the proxy the environment names
+    (see the module's notes). Not thread-safe: one transport per client object.
     """
 
     def __init__(
@@ -209,6 +212,7 @@ class HttpTransport(BaseTransport):
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         tls_context: ssl.SSLContext | None = None,
+        busy_poll_us: float | None = None,
     ) -> None:
         if encoding not in _MEDIA_TYPES:
             raise ValueError(f"encoding must be 'msgpack' or 'json', got {encoding!r}")
@@ -237,6 +241,8 @@ class HttpTransport(BaseTransport):
         self._sock: socket.socket | None = None
         self._reader: ResponseReader | None = None
         self._last_used = 0.0
+        #: Polls briefly for answers before sleeping (:mod:`agentgpt.core.busy_poll`).
+        self.busy_poll = BusyPoll(client_limit_s(busy_poll_us))
         self.closed = False
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +290,10 @@ class HttpTransport(BaseTransport):
                 b"%s %s%s%d\r\n\r\n%s"
                 % (method.encode(), target, self._head, len(content), content)
             )
+            started = time.perf_counter()
+            self.busy_poll.spin_socket(sock)
             response = reader.read_response()
+            self.busy_poll.learn(time.perf_counter() - started)
         except TimeoutError as exc:
             self._drop()
             raise remote_error(

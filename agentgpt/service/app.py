@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from agentgpt import wire
+from agentgpt.core.busy_poll import SERVER_LIMIT_S
 from agentgpt.protocol.keys import AUTHORIZATION_HEADER
 from agentgpt.service import errors
 from agentgpt.service.bodies import read_payload
@@ -154,6 +155,7 @@ def service_app(
     stream: str | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     websockets: Mapping[str, Callable[[Any], Awaitable[None]]] | None = None,
+    busy_poll_s: float = SERVER_LIMIT_S,
 ) -> Starlette:
     """A service's ASGI app.
 
@@ -169,7 +171,9 @@ def service_app(
     hosts only without keys, no origin); allowed origins also get CORS answers.
     ``stream``: the path of a WebSocket route that serves the ``post`` and ``get``
     handlers as a streaming session (:mod:`agentgpt.service.stream`), with at most
-    ``max_in_flight`` requests of one connection running at once; ``None``: none.
+    ``max_in_flight`` requests of one connection running at once, and polled for up to
+    ``busy_poll_s`` seconds for its next request while requests follow each other closely
+    (:mod:`agentgpt.core.busy_poll`); ``None``: none.
     ``websockets``: path -> endpoint of further WebSocket routes, which check keys
     themselves (the browser checks still apply at their upgrade).
     """
@@ -200,6 +204,7 @@ def service_app(
             unencodable=unencodable,
             max_in_flight=max_in_flight,
             public=public,
+            busy_poll_s=busy_poll_s,
         )
         routes.append(WebSocketRoute(stream, endpoint))
     routes += [WebSocketRoute(path, endpoint) for path, endpoint in (websockets or {}).items()]

@@ -24,13 +24,19 @@ run by other ASGI servers simply lack the extension and keep the ASGI path
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from agentgpt.core.busy_poll import BusyPoll
 
 __all__ = ["EXTENSION", "FrameLink", "FrameSink", "direct_frames_protocol"]
 
 #: The ASGI scope extension a connection offers its frames through.
 EXTENSION = "agentgpt.direct_frames"
+#: A server with more direct connections than this never polls: each poll holds its
+#: event loop, which other connections' requests (of ours or not) would wait on.
+MAX_POLLING_CONNECTIONS = 16
 
 
 class FrameSink(Protocol):
@@ -41,6 +47,10 @@ class FrameSink(Protocol):
 
     def resume(self) -> None:
         """The socket takes answers again (:attr:`FrameLink.takes_answers`): go on."""
+
+    def idle_poll(self) -> BusyPoll | None:
+        """The connection's polling window when every request read so far is answered
+        (the next can come at once), ``None`` while some still run or wait."""
 
 
 class FrameLink(Protocol):
@@ -59,6 +69,10 @@ class FrameLink(Protocol):
 
     def close_frames(self, code: int) -> None:
         """Start the closing handshake with ``code``; no frame is taken after it."""
+
+    def linger(self) -> None:
+        """Everything read is answered: poll briefly for the next request before the
+        event loop sleeps (:meth:`FrameSink.idle_poll` gives the window)."""
 
 
 def direct_frames_protocol() -> type | None:
@@ -81,12 +95,30 @@ def _make_class(base: type) -> type:
     class DirectFramesProtocol(base):  # type: ignore[misc, valid-type]
         """uvicorn's sans-I/O WebSocket protocol whose frames an endpoint can take over."""
 
+        #: Sockets of the connections whose frames were taken, all polled while one
+        #: lingers, so that a request on any of them ends the poll.
+        taken: set[int] = set()
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._sink: FrameSink | None = None
             self._held_by_sink = False
             self._held_by_buffer = False
             self._reading_stopped = False
+            self._fd = -1
+            self._lingered: tuple[BusyPoll, float] | None = None
+
+        def data_received(self, data: bytes) -> None:
+            lingered = self._lingered
+            if lingered is not None:
+                self._lingered = None
+                lingered[0].learn(time.perf_counter() - lingered[1])
+            super().data_received(data)
+            self.linger()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.taken.discard(self._fd)
+            super().connection_lost(exc)
 
         # ------------------------------------------------ offering the extension
 
@@ -104,6 +136,10 @@ def _make_class(base: type) -> type:
             app's ``receive()`` then only reports the connection's end.
             """
             sink = self._sink = make_sink(self)
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                self._fd = sock.fileno()
+                self.taken.add(self._fd)
             kept = []
             while not self.queue.empty():
                 message = self.queue.get_nowait()
@@ -173,6 +209,17 @@ def _make_class(base: type) -> type:
             self._held_by_sink = self._held_by_buffer = False
             self._update_reading()  # the peer's close reply must still be read
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+        def linger(self) -> None:
+            sink = self._sink
+            if sink is None or self.close_sent or self.transport.is_closing():
+                return
+            busy = sink.idle_poll()
+            if busy is None:
+                return
+            self._lingered = (busy, time.perf_counter())
+            if busy.window_s > 0 and 0 < len(self.taken) <= MAX_POLLING_CONNECTIONS:
+                busy.spin(tuple(self.taken))
 
         # ------------------------------------------------ flow control
 

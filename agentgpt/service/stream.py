@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agentgpt import wire
+from agentgpt.core.busy_poll import SERVER_LIMIT_S, BusyPoll
 from agentgpt.protocol.keys import AUTHORIZATION_HEADER
 from agentgpt.service import direct_frames, errors
 from agentgpt.service.keys import ApiKeys
@@ -80,12 +81,17 @@ def stream_endpoint(
     unencodable: Callable[[Exception], errors.ApiError] = errors.internal_error,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     public: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+    busy_poll_s: float = SERVER_LIMIT_S,
 ) -> Callable[[WebSocket], Any]:
     """The WebSocket endpoint serving ``post`` and ``get`` handlers (those of the service's
     HTTP routes), and the ``public`` GET routes such as ``/health``, as a streaming
-    session; ``max_frame_bytes`` is the body limit."""
+    session; ``max_frame_bytes`` is the body limit. ``busy_poll_s``: the longest a
+    connection whose requests follow each other closely is polled for the next one
+    (:mod:`agentgpt.core.busy_poll`; direct frames only, ``0``: never)."""
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be positive")
+    if busy_poll_s < 0:
+        raise ValueError("busy_poll_s must be 0 or more")
     handlers = stream_handlers(post, get, public)
     settings: dict[str, Any] = {
         "max_frame_bytes": max_frame_bytes,
@@ -104,7 +110,14 @@ def stream_endpoint(
         await websocket.accept()
         offer = websocket.scope.get("extensions", {}).get(direct_frames.EXTENSION)
         if offer is not None:
-            await _serve_direct(websocket, offer["take_frames"], owner, handlers, **settings)
+            await _serve_direct(
+                websocket,
+                offer["take_frames"],
+                owner,
+                handlers,
+                busy_poll_s=busy_poll_s,
+                **settings,
+            )
         else:
             await serve_frames(_StarletteChannel(websocket), owner, handlers, **settings)
 
@@ -364,12 +377,21 @@ async def _serve_direct(
     logger: logging.Logger,
     unencodable: Callable[[Exception], errors.ApiError],
     max_in_flight: int,
+    busy_poll_s: float,
 ) -> None:
     """Serve an accepted connection whose server hands its frames over directly
     (:mod:`agentgpt.service.direct_frames`); returns when it ends."""
     session = take_frames(
         lambda link: _DirectSession(
-            link, max_in_flight, owner, handlers, max_frame_bytes, debug, logger, unencodable
+            link,
+            max_in_flight,
+            busy_poll_s,
+            owner,
+            handlers,
+            max_frame_bytes,
+            debug,
+            logger,
+            unencodable,
         )
     )
     try:
@@ -396,10 +418,13 @@ class _DirectSession(_Frames):
     stops until they can start.
     """
 
-    def __init__(self, link: direct_frames.FrameLink, max_in_flight: int, *args: Any) -> None:
+    def __init__(
+        self, link: direct_frames.FrameLink, max_in_flight: int, busy_poll_s: float, *args: Any
+    ) -> None:
         super().__init__(*args)
         self.link = link
         self.max_in_flight = max_in_flight
+        self.busy_poll = BusyPoll(busy_poll_s)
         self.tasks: set[asyncio.Task[None]] = set()
         self.waiting: deque[tuple[bytes | str, bool]] = deque()
         self.closed = False
@@ -419,6 +444,11 @@ class _DirectSession(_Frames):
             self._start(*self.waiting.popleft())
         if not self.closed:
             self.link.hold_reading(bool(self.waiting) or len(self.tasks) >= self.max_in_flight)
+
+    def idle_poll(self) -> BusyPoll | None:
+        if self.closed or self.tasks or self.waiting:
+            return None
+        return self.busy_poll
 
     def _can_start(self) -> bool:
         return len(self.tasks) < self.max_in_flight and self.link.takes_answers
@@ -462,6 +492,7 @@ class _DirectSession(_Frames):
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         self.resume()
+        self.link.linger()
 
 
 @types.coroutine

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agentgpt.core.busy_poll import BusyPoll
 from agentgpt.remote.stream import StreamTransport
 from agentgpt.service import serving
 from agentgpt.service.app import service_app
@@ -35,7 +36,7 @@ async def _lifespan(app: Any):
     yield
 
 
-def _app(post: dict[str, Any], max_in_flight: int = 256) -> Any:
+def _app(post: dict[str, Any], max_in_flight: int = 256, **options: Any) -> Any:
     return service_app(
         post=post,
         get={},
@@ -46,6 +47,7 @@ def _app(post: dict[str, Any], max_in_flight: int = 256) -> Any:
         lifespan=_lifespan,
         stream="/stream",
         max_in_flight=max_in_flight,
+        **options,
     )
 
 
@@ -103,3 +105,59 @@ def test_a_client_that_never_reads_big_answers_stops_the_server_reading(frames_p
         assert all(a["blob"] == blob for a in answers[:: count // 10])
         assert handled[0] == count
         stream.close()
+
+
+async def _echo(owner: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"n": body["n"]}
+
+
+def _spied_polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of sockets each busy poll watches (clients here never poll)."""
+    polled: list[int] = []
+    original = BusyPoll.spin
+
+    def spin(self: BusyPoll, fds: Any) -> bool:
+        polled.append(len(fds))
+        return original(self, fds)
+
+    monkeypatch.setattr(BusyPoll, "spin", spin)
+    return polled
+
+
+def test_a_connection_awaiting_its_next_request_polls_every_direct_connection(
+    monkeypatch,
+) -> None:
+    """Requests that follow each other closely make the server poll for the next one
+    before its loop sleeps; the poll watches every connection whose frames it took, so a
+    request on any of them ends it. The answers are those of a server that never polls."""
+    polled = _spied_polls(monkeypatch)
+    with serve_in_thread(_app({"/echo": _echo}, busy_poll_s=0.01)) as url:
+        first = StreamTransport(url, KEY, timeout=10, busy_poll_us=0)
+        second = StreamTransport(url, KEY, timeout=10, busy_poll_us=0)
+        assert second.post("/echo", {"n": -1}) == {"n": -1}
+        assert [first.post("/echo", {"n": i})["n"] for i in range(50)] == list(range(50))
+        assert second.post("/echo", {"n": 50}) == {"n": 50}
+        first.close()
+        second.close()
+    assert polled and max(polled) == 2
+
+
+def test_a_server_with_no_polling_limit_never_polls(monkeypatch) -> None:
+    polled = _spied_polls(monkeypatch)
+    with serve_in_thread(_app({"/echo": _echo}, busy_poll_s=0.0)) as url:
+        stream = StreamTransport(url, KEY, timeout=10, busy_poll_us=0)
+        assert [stream.post("/echo", {"n": i})["n"] for i in range(50)] == list(range(50))
+        stream.close()
+    assert polled == []
+
+
+def test_a_client_whose_answers_come_quickly_learns_to_poll_for_them() -> None:
+    with serve_in_thread(_app({"/echo": _echo})) as url:
+        polling = StreamTransport(url, KEY, timeout=10, busy_poll_us=50_000)
+        never = StreamTransport(url, KEY, timeout=10, busy_poll_us=0)
+        for i in range(30):
+            assert polling.post("/echo", {"n": i}) == never.post("/echo", {"n": i}) == {"n": i}
+        assert 0 < polling.busy_poll.window_s <= polling.busy_poll.limit_s
+        assert never.busy_poll.window_s == 0.0
+        polling.close()
+        never.close()

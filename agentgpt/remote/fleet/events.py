@@ -15,8 +15,11 @@ import queue
 import select
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
+
+from agentgpt.core.busy_poll import BusyPoll
 
 __all__ = ["EventQueue", "readable"]
 
@@ -24,7 +27,9 @@ __all__ = ["EventQueue", "readable"]
 class EventQueue:
     """A thread-safe FIFO of events with a wait that also ends when a socket is readable."""
 
-    def __init__(self) -> None:
+    def __init__(self, busy_poll: BusyPoll | None = None) -> None:
+        #: Polls the sockets briefly before :meth:`wait` sleeps (``None``: never).
+        self.busy_poll = busy_poll
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._sleeping = False
@@ -57,7 +62,14 @@ class EventQueue:
         try:
             if not self._queue.empty():
                 return set()
-            ready = readable([self._wake_read, *sockets], timeout)
+            everything = [self._wake_read, *sockets]
+            busy, started = self.busy_poll, time.perf_counter()
+            if busy is not None and busy.spin([sock.fileno() for sock in everything]):
+                ready = readable(everything, 0)
+            else:
+                ready = readable(everything, timeout)
+            if busy is not None:
+                busy.learn(time.perf_counter() - started)
         finally:
             with self._lock:
                 self._sleeping = False

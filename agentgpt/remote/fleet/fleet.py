@@ -28,6 +28,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from agentgpt.core.batching import RowStore, rows_of, take
+from agentgpt.core.busy_poll import BusyPoll, client_limit_s
 from agentgpt.remote.connect import TransportKind
 from agentgpt.remote.fleet.arguments import check_arguments
 from agentgpt.remote.fleet.batch import BatchBuilder, FleetBatch, empty_batch
@@ -159,7 +160,7 @@ class Fleet(VectorEnv):
         """
         self._hosts: list[Host] = []
         self._streams: list[_Stream] = []
-        self._events = EventQueue()
+        self._events = EventQueue(BusyPoll(client_limit_s()))
         self._pending: deque[Any] = deque()
         self._shut = False
         urls, counts, seed = check_arguments(

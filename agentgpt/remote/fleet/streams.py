@@ -125,6 +125,9 @@ class Endpoint:
                 encoding=self.encoding,
                 timeout=timeout,
                 connect_timeout=min(self.connect_timeout, timeout),
+                # Worker threads wait in the transport; the fleet's own thread polls
+                # (EventQueue.wait) where that pays, never several threads at once.
+                busy_poll_us=0,
             )
         except RemoteEnvError as exc:
             return _Unreachable(exc)  # type: ignore[return-value]
