@@ -14,6 +14,8 @@ land on one setup only:
 - ``local``: a local Gymnasium sync vector env (64 envs) in the trainer's process;
 - ``1 host``: one env server (a child process) serving all 64 envs;
 - ``4 hosts``: four env servers with 16 envs each;
+- ``4 hosts, inline``: the same, with CartPole's calls on each server's event loop
+  (``--inline-env``), as ``agentgpt train --env-hosts N`` starts its servers;
 - ``4 hosts, 1 slow``: the same, but the first server's CartPole sleeps 5 ms in every
   step (``benchmarks/slow_env.py``), so that server answers a 16-env step in ~80 ms.
 
@@ -64,12 +66,14 @@ def measure(hp: Hyperparameters, envs: object | None, label: str) -> tuple[float
 
 
 def fleet_setup(
-    hosts: int, envs_per_host: int, slow_host: bool, seed: int, transport: str
+    hosts: int, envs_per_host: int, slow_host: bool, seed: int, transport: str, inline: bool
 ) -> tuple:
     registrations = [
         {"CartPole-v1": SLOW_FACTORY} if slow_host and i == 0 else None for i in range(hosts)
     ]
-    launched = LocalEnvHosts(hosts, host_register=registrations).start()
+    launched = LocalEnvHosts(
+        hosts, host_register=registrations, inline_envs=["CartPole-v1"] if inline else ()
+    ).start()
     fleet = Fleet.from_urls(
         launched.urls,
         "CartPole-v1",
@@ -105,21 +109,23 @@ def main() -> None:
     # One update first, untimed: the first run in a process pays one-off costs (torch
     # kernels, imports) that would otherwise be charged to whichever setup runs first.
     measure(hp.replace(total_steps=hp.batch_steps), None, "warm-up")
-    setups = [("local", 0, args.envs, False, "")]
+    setups = [("local", 0, args.envs, False, "", False)]
     for transport in transports:
         setups += [
-            (f"1 host, {transport}", 1, args.envs, False, transport),
-            (f"4 hosts, {transport}", 4, args.envs // 4, False, transport),
+            (f"1 host, {transport}", 1, args.envs, False, transport, False),
+            (f"4 hosts, {transport}", 4, args.envs // 4, False, transport, False),
+            (f"4 hosts, inline, {transport}", 4, args.envs // 4, False, transport, True),
         ]
-    setups.append((f"4 hosts, 1 slow, {transports[-1]}", 4, args.envs // 4, True, transports[-1]))
+    slow_setup = (f"4 hosts, 1 slow, {transports[-1]}", 4, args.envs // 4, True, transports[-1])
+    setups.append((*slow_setup, False))
     results: dict[str, tuple[float, float, float]] = {}
     for round_ in range(args.repeat):
-        for label, hosts, per_host, slow, transport in setups:
+        for label, hosts, per_host, slow, transport, inline in setups:
             name = f"{label.replace(' ', '-').replace(',', '')}-{round_}"
             if hosts == 0:
                 figure = measure(hp, None, name)
             else:
-                launched, fleet = fleet_setup(hosts, per_host, slow, args.seed, transport)
+                launched, fleet = fleet_setup(hosts, per_host, slow, args.seed, transport, inline)
                 try:
                     figure = measure(hp, fleet, name)
                 finally:
