@@ -13,11 +13,10 @@ vector env's answer).
 
 The window learns from the waits it sees, as KVM's adaptive halt-polling does: it is the
 recent typical wait plus a margin (at most the limit) when that typical wait is under the
-limit, and zero otherwise, so
-a process whose waits are long (a trainer between rollouts, a server whose client is
-thinking) never spins, and one whose waits are short spins about as long as they last.
-While polling, the thread yields its CPU at every turn, so any other task runnable on
-that CPU goes first.
+limit, and zero otherwise. So a process whose waits are long (a trainer between rollouts,
+a server whose client is thinking) never spins, and one whose waits are short spins about
+as long as they last. While polling, the thread yields its CPU at every turn, so any other
+task runnable on that CPU goes first.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ SERVER_LIMIT_S = 250e-6
 _MARGIN = 1.5  # window = typical wait x margin + slack, so most waits end inside it
 _SLACK_S = 10e-6
 _WEIGHT = 0.125  # of a new wait in the running typical wait
+_FIRST_SKIP, _MAX_SKIP = 16, 4096  # waits without polling after 2, 3, ... misses in a row
 _HAS_POLL = hasattr(select, "poll")
 _yield = getattr(os, "sched_yield", lambda: None)  # not on Windows
 
@@ -82,6 +82,9 @@ class BusyPoll:
         #: The running typical wait in seconds (``None`` before the first).
         self.typical_s: float | None = None
         self.window_s = 0.0
+        #: Polls in a row that ended with nothing to read, and polls left to skip for it.
+        self.misses = 0
+        self._skip = 0
         self._fds: tuple[int, ...] = ()
         self._poller: select.poll | None = None
 
@@ -102,14 +105,25 @@ class BusyPoll:
         window = self.window_s
         if window <= 0:
             return False
+        if self._skip:
+            self._skip -= 1
+            return False
         ready = self._ready_check(tuple(fds))
         deadline = time.perf_counter() + window
         while True:
             if ready():
+                self.misses = 0
                 return True
             if time.perf_counter() >= deadline:
-                return False
+                break
             _yield()
+        # What polling waits for may need this very process (a server in a thread of it
+        # needs the interpreter lock, which polling keeps taking back): then every poll
+        # misses. Back off exponentially from the second miss in a row.
+        self.misses += 1
+        if self.misses >= 2:
+            self._skip = min(_FIRST_SKIP << (self.misses - 2), _MAX_SKIP)
+        return False
 
     def spin_socket(self, sock: socket.socket) -> bool:
         """:meth:`spin` on one socket; a TLS socket that holds decrypted bytes already is

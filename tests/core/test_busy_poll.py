@@ -111,3 +111,28 @@ def test_the_env_server_flag_default_is_the_servers_limit() -> None:
     flag = inspect.signature(env_server).parameters["busy_poll_us"].default
     server = inspect.signature(EnvServer).parameters["busy_poll_us"].default
     assert flag == server == pytest.approx(SERVER_LIMIT_S * 1e6)
+
+
+def test_polls_that_keep_missing_back_off_and_one_that_hits_ends_the_backoff(pair) -> None:
+    """When what a poll waits for needs this very process (a server in one of its
+    threads), every poll misses; after two misses in a row polling pauses for 16 waits,
+    then 32, and so on."""
+    left, right = pair
+    busy = BusyPoll(1.0)
+    busy.window_s = 0.001
+    assert busy.spin_socket(left) is False and busy.misses == 1  # one miss: no pause yet
+    assert busy.spin_socket(left) is False and busy.misses == 2
+    skipped = 0
+    while busy.spin_socket(left) is False and busy.misses == 2:
+        skipped += 1
+    assert skipped == 16 and busy.misses == 3  # the 17th call polled again, and missed
+    skipped = 0
+    while busy.spin_socket(left) is False and busy.misses == 3:
+        skipped += 1
+    assert skipped == 32
+    right.send(b"x")
+    for _ in range(65):  # 64 skipped after the 4th miss in a row, then a poll
+        if busy.spin_socket(left):
+            break
+    assert busy.misses == 0  # a poll that found data: back to polling every time
+    assert busy.spin_socket(left) is True
