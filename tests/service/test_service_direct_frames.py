@@ -15,6 +15,7 @@ import pytest
 
 from agentgpt.core.busy_poll import BusyPoll
 from agentgpt.remote.stream import StreamTransport
+from agentgpt.remote.transport import HttpTransport
 from agentgpt.service import serving
 from agentgpt.service.app import service_app
 from agentgpt.service.keys import ApiKeys
@@ -151,10 +152,11 @@ def test_a_server_with_no_polling_limit_never_polls(monkeypatch) -> None:
     assert polled == []
 
 
-def test_a_client_whose_answers_come_quickly_learns_to_poll_for_them() -> None:
+@pytest.mark.parametrize("transport", [StreamTransport, HttpTransport])
+def test_a_client_whose_answers_come_quickly_learns_to_poll_for_them(transport) -> None:
     with serve_in_thread(_app({"/echo": _echo})) as url:
-        polling = StreamTransport(url, KEY, timeout=10, busy_poll_us=50_000)
-        never = StreamTransport(url, KEY, timeout=10, busy_poll_us=0)
+        polling = transport(url, KEY, timeout=10, busy_poll_us=50_000)
+        never = transport(url, KEY, timeout=10, busy_poll_us=0)
         for i in range(30):
             assert polling.post("/echo", {"n": i}) == never.post("/echo", {"n": i}) == {"n": i}
         assert 0 < polling.busy_poll.window_s <= polling.busy_poll.limit_s
