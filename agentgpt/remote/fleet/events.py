@@ -64,7 +64,8 @@ class EventQueue:
                 return set()
             everything = [self._wake_read, *sockets]
             busy, started = self.busy_poll, time.perf_counter()
-            if busy is not None and busy.spin([sock.fileno() for sock in everything]):
+            polls = busy is not None and busy.window_s > 0
+            if polls and busy.spin([sock.fileno() for sock in everything]):
                 ready = readable(everything, 0)
             else:
                 ready = readable(everything, timeout)
