@@ -446,8 +446,8 @@ class _DirectSession(_Frames):
             self.link.hold_reading(bool(self.waiting) or len(self.tasks) >= self.max_in_flight)
 
     def idle_poll(self) -> BusyPoll | None:
-        if self.closed or self.tasks or self.waiting:
-            return None
+        if self.closed or self.tasks or self.waiting or self.busy_poll.limit_s <= 0:
+            return None  # (with no limit there is nothing to poll for, nor to learn)
         return self.busy_poll
 
     def _can_start(self) -> bool:
