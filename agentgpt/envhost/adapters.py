@@ -19,6 +19,7 @@ the documented 4xx errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
@@ -26,6 +27,7 @@ import numpy as np
 
 from agentgpt import wire
 from agentgpt.envhost import errors
+from agentgpt.envhost.membership import membership
 from agentgpt.protocol.answers import metadata_to_wire, render_answer, reset_answer, step_answer
 from agentgpt.protocol.autoreset import WIRE_INFO_NAMES
 from agentgpt.protocol.fields import (
@@ -58,8 +60,17 @@ def space_wire_or_error(space: gymnasium.Space, what: str) -> dict[str, Any]:
         raise errors.unsupported_space(f"the env's {what} cannot be served: {exc}") from exc
 
 
-def parse_action(space: gymnasium.Space, obj: Any, label: str = "action") -> Any:
-    """The Gymnasium value of a wire action, or a 422 naming the space and the value."""
+def parse_action(
+    space: gymnasium.Space,
+    obj: Any,
+    label: str = "action",
+    contains: Callable[[Any], bool] | None = None,
+) -> Any:
+    """The Gymnasium value of a wire action, or a 422 naming the space and the value.
+
+    ``contains``: the space's membership check for values read from the wire
+    (:func:`~agentgpt.envhost.membership.membership`), ``space.contains`` by default.
+    """
     try:
         value = wire.value_from_wire(space, obj)
     except wire.WireError as exc:
@@ -67,7 +78,7 @@ def parse_action(space: gymnasium.Space, obj: Any, label: str = "action") -> Any
             f"{label} {short_repr(obj)} is not a valid value of {space}: {exc}"
         ) from exc
     try:
-        inside = space.contains(value)
+        inside = (contains or space.contains)(value)
     except Exception:  # a space that chokes on the value has the same answer: not in it
         inside = False
     if not inside:
@@ -88,6 +99,8 @@ def _to_wire(space: gymnasium.Space, value: Any, what: str) -> Any:
 def _info_map(info: Any) -> dict[str, Any]:
     if info is None:
         return {}
+    if type(info) is dict and not info:  # most steps' info: nothing to convert
+        return info
     if not isinstance(info, dict):
         raise errors.env_error(TypeError(f"the env returned info of type {type(info).__name__}"))
     return wire.with_string_keys(info)
@@ -113,6 +126,10 @@ def _python_note(value: Any) -> Any:
     if type(value) is int:
         return "int"
     return None
+
+
+_FLOAT64 = np.dtype(np.float64)
+_BOOL = np.dtype(np.bool_)
 
 
 def _array_note(value: Any, dtype: np.dtype) -> Any:
@@ -171,6 +188,7 @@ class EnvAdapter:
         self.autoreset_mode = autoreset_mode
         self.observation_space = env.observation_space
         self.action_space = env.action_space
+        self._action_in_space = membership(self.action_space)
         self.observation_space_wire = space_wire_or_error(single_obs, "observation space")
         self.action_space_wire = space_wire_or_error(single_act, "action space")
         # A Gymnasium vector env adds ``autoreset_mode`` to its sub-envs' metadata (the
@@ -228,7 +246,7 @@ class SingleEnvAdapter(EnvAdapter):
     def step(self, action: Any) -> dict[str, Any]:
         if not self._has_reset:
             raise errors.reset_needed("call /reset before the first /step")
-        value = parse_action(self.action_space, action)
+        value = parse_action(self.action_space, action, contains=self._action_in_space)
         if self._episode_over:
             if self.autoreset_mode == "disabled":
                 raise errors.reset_needed(
@@ -370,7 +388,7 @@ class VectorEnvAdapter(EnvAdapter):
     def step(self, action: Any) -> dict[str, Any]:
         if not self._has_reset:
             raise errors.reset_needed("call /reset before the first /step")
-        value = parse_action(self.action_space, action)
+        value = parse_action(self.action_space, action, contains=self._action_in_space)
         if self.autoreset_mode == "disabled" and self._episode_over.any():
             ended = np.flatnonzero(self._episode_over).tolist()
             raise errors.reset_needed(
@@ -383,21 +401,23 @@ class VectorEnvAdapter(EnvAdapter):
             raise errors.env_error(exc) from exc
         types = {
             OBSERVATION: wire.value_types(self.observation_space, obs),
-            REWARD: _array_note(reward, np.dtype(np.float64)),
-            TERMINATED: _array_note(terminated, np.dtype(np.bool_)),
-            TRUNCATED: _array_note(truncated, np.dtype(np.bool_)),
+            REWARD: _array_note(reward, _FLOAT64),
+            TERMINATED: _array_note(terminated, _BOOL),
+            TRUNCATED: _array_note(truncated, _BOOL),
         }
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
-        self._episode_over = terminated | truncated
+        if self.autoreset_mode == "disabled":  # only that mode looks back at the ends
+            self._episode_over = terminated | truncated
         info = self._wire_info(info)
+        types[INFO] = self._info_types(info)
         return step_answer(
             _to_wire(self.observation_space, obs, "observation"),
             np.asarray(reward, dtype=np.float64),
             terminated,
             truncated,
             info,
-            _types(**types, **{INFO: self._info_types(info)}),
+            _types(**types),
         )
 
     def close(self) -> None:

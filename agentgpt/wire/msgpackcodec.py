@@ -23,11 +23,22 @@ ARRAY_EXT_TYPE = 1
 _RAW_KINDS = "biuf"
 _CACHE_LIMIT = 1024
 
-# (dtype string, shape) -> the ext payload's bytes that precede the raw data: the array
-# header, the dtype string, the shape and the bin header. One step's arrays keep the same
-# dtype and shape from call to call, so building it once saves most of the work.
-_payload_prefixes: dict[tuple[str, tuple[int, ...]], bytes] = {}
-# dtype string -> validated dtype, for decoding.
+# (dtype, shape) -> the ext payload's bytes that precede the raw data: the array header,
+# the dtype string, the shape and the bin header. One step's arrays keep the same dtype
+# and shape from call to call, so building it once saves most of the work. Only dtypes
+# that travel as they are (raw kinds, little-endian or single bytes) are kept, so a
+# cached prefix never needs the checks below.
+_payload_prefixes: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
+# Decoding, the other way round: payload length -> the headers (payload prefixes) read
+# before at that length, each with the dtype and shape it says. A payload that starts
+# with a known header of its own length has exactly that header, so it needs no parsing.
+_known_headers: dict[int, list[tuple[bytes, np.dtype, tuple[int, ...]]]] = {}
+_HEADERS_PER_LENGTH = 4
+
+# ``msgpack.ExtType`` checks its fields in Python on every construction; the fields built
+# here are right by construction, so the tuple is made directly.
+_new_ext = tuple.__new__
+_ExtType = msgpack.ExtType
 
 
 def _bin_header(length: int) -> bytes:
@@ -38,19 +49,15 @@ def _bin_header(length: int) -> bytes:
     return b"\xc6" + length.to_bytes(4, "big")
 
 
-def _payload_prefix(dtype_str: str, shape: tuple[int, ...], nbytes: int) -> bytes:
-    key = (dtype_str, shape)
-    prefix = _payload_prefixes.get(key)
-    if prefix is None:
-        prefix = b"\x93" + msgpack.packb(dtype_str) + msgpack.packb(list(shape))
-        prefix += _bin_header(nbytes)
-        if len(_payload_prefixes) >= _CACHE_LIMIT:
-            _payload_prefixes.clear()
-        _payload_prefixes[key] = prefix
-    return prefix
+def _payload_prefix(dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> bytes:
+    prefix = b"\x93" + msgpack.packb(dtype.str) + msgpack.packb(list(shape))
+    return prefix + _bin_header(nbytes)
 
 
 def _array_ext(array: np.ndarray) -> Any:
+    prefix = _payload_prefixes.get((array.dtype, array.shape))
+    if prefix is not None:
+        return _new_ext(_ExtType, (ARRAY_EXT_TYPE, prefix + array.tobytes()))
     dtype = array.dtype
     if dtype.kind not in _RAW_KINDS:
         if dtype.hasobject or dtype.kind in "US":
@@ -58,9 +65,15 @@ def _array_ext(array: np.ndarray) -> Any:
         raise TypeError(f"arrays of dtype {dtype} cannot be encoded")
     if dtype.str[0] == ">":  # the wire is little-endian
         array = array.astype(dtype.newbyteorder("<"))
-        dtype = array.dtype
-    prefix = _payload_prefix(dtype.str, array.shape, array.nbytes)
-    return msgpack.ExtType(ARRAY_EXT_TYPE, prefix + array.tobytes())
+        return _ExtType(
+            ARRAY_EXT_TYPE,
+            _payload_prefix(array.dtype, array.shape, array.nbytes) + array.tobytes(),
+        )
+    prefix = _payload_prefix(dtype, array.shape, array.nbytes)
+    if len(_payload_prefixes) >= _CACHE_LIMIT:
+        _payload_prefixes.clear()
+    _payload_prefixes[(dtype, array.shape)] = prefix
+    return _new_ext(_ExtType, (ARRAY_EXT_TYPE, prefix + array.tobytes()))
 
 
 def _default(obj: Any) -> Any:
@@ -91,6 +104,36 @@ def _ext_hook(code: int, data: bytes) -> np.ndarray:
     """Ext 1 as a writeable, native-byte-order array that owns its memory."""
     if code != ARRAY_EXT_TYPE:
         raise WireError(f"unknown MessagePack extension type {code}")
+    known = _known_headers.get(len(data))
+    if known is not None:
+        for header, dtype, shape in known:
+            if data.startswith(header):
+                return _array(data, len(header), dtype, shape)
+    header_length, dtype, shape = _read_header(data)
+    if dtype.isnative:
+        if len(_known_headers) >= _CACHE_LIMIT:
+            _known_headers.clear()
+        known = _known_headers.setdefault(len(data), [])
+        if len(known) >= _HEADERS_PER_LENGTH:
+            del known[0]
+        known.append((data[:header_length], dtype, shape))
+        return _array(data, header_length, dtype, shape)
+    raw = data[header_length:]
+    return np.ndarray(shape, dtype, raw).astype(dtype.newbyteorder("="))
+
+
+def _array(data: bytes, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """The array of native ``dtype`` whose bytes start at ``offset`` in ``data``."""
+    if dtype.kind == "b":
+        # Any non-zero byte is True; normalizing keeps NumPy's bools well formed.
+        return np.ndarray(shape, np.uint8, data, offset) != 0
+    # A bytearray copy makes the array writeable, aligned and the sole owner of its memory.
+    return np.ndarray(shape, dtype, bytearray(data[offset:]))
+
+
+def _read_header(data: bytes) -> tuple[int, np.dtype, tuple[int, ...]]:
+    """The length of an array payload's header, and the dtype and shape it says, checked
+    against the raw bytes that follow it."""
     payload = msgpack.unpackb(data, raw=False)
     if type(payload) is not list or len(payload) != 3:
         raise WireError("an array extension must hold [dtype, shape, data]")
@@ -109,13 +152,7 @@ def _ext_hook(code: int, data: bytes) -> np.ndarray:
             f"array data must be bin of {count * dtype.itemsize} bytes for shape "
             f"{shape} and dtype {dtype_str}, got {got}"
         )
-    if dtype.kind == "b":
-        # Any non-zero byte is True; normalizing keeps NumPy's bools well formed.
-        return np.ndarray(shape, np.uint8, raw) != 0
-    if not dtype.isnative:
-        return np.ndarray(shape, dtype, raw).astype(dtype.newbyteorder("="))
-    # A bytearray copy makes the array writeable and the sole owner of its memory.
-    return np.ndarray(shape, dtype, bytearray(raw))
+    return len(data) - len(raw), dtype, tuple(shape)
 
 
 def decode_msgpack(data: bytes) -> Any:

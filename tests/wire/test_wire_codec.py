@@ -234,6 +234,48 @@ def test_decoder_reads_hand_built_ext(
     np.testing.assert_array_equal(value, expected)
 
 
+def test_arrays_whose_payloads_share_a_length_decode_each_by_its_own_header() -> None:
+    # Payloads of one length with different headers: the decoder remembers headers by
+    # payload length, so each must still be read by its own header, turn after turn.
+    arrays = [
+        np.arange(8, dtype=np.float64),  # 64 bytes
+        np.arange(8, dtype=np.int64),  # 64 bytes, another dtype
+        np.arange(16, dtype=np.float32).reshape(2, 8),  # 64 bytes, another shape
+        np.arange(16, dtype=np.int32).reshape(8, 2),
+        np.arange(64, dtype=np.uint8).reshape(4, 16),
+        np.ones(64, dtype=bool),
+    ]
+    for _ in range(3):
+        for array in arrays:
+            back = decode(encode(array, MSGPACK_MEDIA_TYPE), MSGPACK_MEDIA_TYPE)
+            assert back.dtype == array.dtype and back.shape == array.shape
+            np.testing.assert_array_equal(back, array)
+            assert back.flags.writeable and back.flags.aligned
+
+
+def test_a_known_header_with_other_data_decodes_the_new_data() -> None:
+    first = decode(encode(np.zeros((3, 4), np.float32), MSGPACK_MEDIA_TYPE), MSGPACK_MEDIA_TYPE)
+    second = np.arange(12, dtype=np.float32).reshape(3, 4)
+    back = decode(encode(second, MSGPACK_MEDIA_TYPE), MSGPACK_MEDIA_TYPE)
+    np.testing.assert_array_equal(back, second)
+    assert not np.shares_memory(back, first)
+
+
+def test_big_endian_arrays_encode_little_endian_each_time() -> None:
+    array = np.array([1.5, -2.0], dtype=">f8")
+    for _ in range(2):  # the second time too: big-endian layouts are never cached
+        payload = msgpack.unpackb(msgpack.unpackb(encode(array, MSGPACK_MEDIA_TYPE)).data)
+        assert payload == ["<f8", [2], struct.pack("<2d", 1.5, -2.0)]
+
+
+def test_a_big_endian_payload_decodes_to_native_order_each_time() -> None:
+    data = msgpack.packb(ext(">i4", [2], struct.pack(">2i", 7, -1)))
+    for _ in range(2):
+        value = decode(data, MSGPACK_MEDIA_TYPE)
+        assert value.dtype == np.dtype("int32") and value.dtype.isnative
+        np.testing.assert_array_equal(value, [7, -1])
+
+
 # -------------------------------------------------------------------------- malformed input
 
 
