@@ -24,19 +24,23 @@ run by other ASGI servers simply lack the extension and keep the ASGI path
 from __future__ import annotations
 
 import importlib.util
+import struct
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from agentgpt.core.busy_poll import BusyPoll
 
-__all__ = ["EXTENSION", "FrameLink", "FrameSink", "direct_frames_protocol"]
+__all__ = ["EXTENSION", "FrameLink", "FrameSink", "direct_frames_protocol", "frame_header"]
 
 #: The ASGI scope extension a connection offers its frames through.
 EXTENSION = "agentgpt.direct_frames"
 #: A server with more direct connections than this never polls: each poll holds its
 #: event loop, which other connections' requests (of ours or not) would wait on.
 MAX_POLLING_CONNECTIONS = 16
+
+_SHORT_LENGTH = struct.Struct("!BBH")
+_LONG_LENGTH = struct.Struct("!BBQ")
 
 
 class FrameSink(Protocol):
@@ -89,8 +93,20 @@ def direct_frames_protocol() -> type | None:
     return _make_class(WebSocketsSansIOProtocol)
 
 
+def frame_header(binary: bool, length: int) -> bytes:
+    """The header of a whole, unmasked data frame (RFC 6455, 5.2) of ``length`` bytes:
+    what a server puts before each answer."""
+    first = 0x82 if binary else 0x81  # FIN, and the binary or text opcode
+    if length < 126:
+        return bytes((first, length))
+    if length < 0x10000:
+        return _SHORT_LENGTH.pack(first, 126, length)
+    return _LONG_LENGTH.pack(first, 127, length)
+
+
 def _make_class(base: type) -> type:
     from websockets.exceptions import InvalidState
+    from websockets.protocol import OPEN
 
     class DirectFramesProtocol(base):  # type: ignore[misc, valid-type]
         """uvicorn's sans-I/O WebSocket protocol whose frames an endpoint can take over."""
@@ -181,6 +197,13 @@ def _make_class(base: type) -> type:
 
         def write_frame(self, data: bytes | str, binary: bool) -> None:
             if self.close_sent or self.transport.is_closing():
+                return
+            conn = self.conn
+            if conn.state is OPEN and not conn.extensions and not conn.expect_continuation_frame:
+                # A whole unmasked frame needs only its header: built here, it saves
+                # websockets' frame object and checks on every answer.
+                payload = data if binary else data.encode("utf-8")  # type: ignore[union-attr]
+                self.transport.write(frame_header(binary, len(payload)) + payload)
                 return
             try:
                 if binary:

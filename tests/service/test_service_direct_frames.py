@@ -18,6 +18,7 @@ from agentgpt.remote.stream import StreamTransport
 from agentgpt.remote.transport import HttpTransport
 from agentgpt.service import serving
 from agentgpt.service.app import service_app
+from agentgpt.service.direct_frames import frame_header
 from agentgpt.service.keys import ApiKeys
 from agentgpt.service.testing import serve_in_thread
 
@@ -163,3 +164,49 @@ def test_a_client_whose_answers_come_quickly_learns_to_poll_for_them(transport) 
         assert never.busy_poll.window_s == 0.0
         polling.close()
         never.close()
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 70000])
+@pytest.mark.parametrize("binary", [True, False])
+def test_answer_frame_headers_are_those_websockets_writes(length: int, binary: bool) -> None:
+    from websockets.frames import Frame, Opcode
+
+    payload = b"x" * length
+    frame = Frame(Opcode.BINARY if binary else Opcode.TEXT, payload)
+    assert frame_header(binary, length) + payload == frame.serialize(mask=False, extensions=[])
+
+
+@pytest.mark.parametrize("size", [10, 200, 70_000])
+@pytest.mark.parametrize("encoding", ["msgpack", "json"])
+def test_answers_of_every_frame_length_reach_the_client(frames_path, size, encoding) -> None:
+    async def blob(owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"n": body["n"], "text": "é" * body["size"]}
+
+    with serve_in_thread(_app({"/blob": blob})) as url:
+        stream = StreamTransport(url, KEY, timeout=10, encoding=encoding)
+        for n in range(3):
+            assert stream.post("/blob", {"n": n, "size": size}) == {"n": n, "text": "é" * size}
+        stream.close()
+
+
+def test_a_client_with_compression_gets_compressed_answers(frames_path) -> None:
+    """Where a client negotiated permessage-deflate, answers go through websockets, which
+    compresses them; the client reads them as any other."""
+    from websockets.sync.client import connect
+
+    from agentgpt import wire
+
+    async def blob(owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"n": body["n"], "text": "a" * 5000}
+
+    with serve_in_thread(_app({"/blob": blob})) as url:
+        ws_url = url.replace("http://", "ws://") + "/stream"
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with connect(ws_url, additional_headers=headers, compression="deflate") as ws:
+            assert ws.protocol.extensions  # deflate was negotiated
+            for n in range(3):
+                ws.send(
+                    wire.encode({"id": n, "path": "/blob", "body": {"n": n}}, "application/msgpack")
+                )
+                answer = wire.decode(ws.recv(), "application/msgpack")
+                assert answer["status"] == 200 and answer["body"] == {"n": n, "text": "a" * 5000}
