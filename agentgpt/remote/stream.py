@@ -25,6 +25,7 @@ from typing import Any
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidState, InvalidStatus
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from agentgpt.core.busy_poll import BusyPoll, client_limit_s
@@ -39,6 +40,7 @@ from agentgpt.remote.base_transport import (
 from agentgpt.remote.errors import RemoteEnvError, remote_error
 from agentgpt.remote.transport import Destination, check_url
 from agentgpt.wire import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, WireError, decode, encode
+from agentgpt.wire.wsframes import HAND_OVER, read_frame
 
 __all__ = ["StreamRefused", "StreamTransport", "read_answer"]
 
@@ -97,6 +99,10 @@ class StreamTransport(BaseTransport):
         self._waiting: dict[int, int] = {}
         self._answers: dict[int, dict[str, Any]] = {}
         self._fragments: list[bytes] = []
+        #: Whether answer frames are read here (:mod:`agentgpt.wire.wsframes`) rather
+        #: than by websockets, and the start of a frame not wholly read yet.
+        self._reading_frames = False
+        self._partial = b""
         self._last_io = 0.0
         #: Polls briefly for answers before sleeping (:mod:`agentgpt.core.busy_poll`).
         self.busy_poll = BusyPoll(client_limit_s(busy_poll_us))
@@ -239,6 +245,12 @@ class StreamTransport(BaseTransport):
             raise
         self._sock, self._protocol = sock, protocol
         self._generation += 1
+        self._partial = b""
+        self._reading_frames = (
+            not protocol.extensions
+            and protocol.current_size is None  # no message half read
+            and not protocol.reader.buffer  # nor a frame
+        )
         return protocol, sock
 
     def _handshake(self, protocol: ClientProtocol, sock: socket.socket) -> None:
@@ -281,7 +293,7 @@ class StreamTransport(BaseTransport):
                 if not data:
                     protocol.receive_eof()
                     break
-                protocol.receive_data(data)
+                self._take_in(protocol, data)
         except OSError:
             self._drop()
             return
@@ -300,7 +312,7 @@ class StreamTransport(BaseTransport):
     def _receive(self, protocol: ClientProtocol, sock: socket.socket) -> None:
         data = sock.recv(_RECV_BYTES)
         if data:
-            protocol.receive_data(data)
+            self._take_in(protocol, data)
         else:
             protocol.receive_eof()
         self._flush(protocol, sock)  # pongs, and the answer to a close
@@ -312,6 +324,36 @@ class StreamTransport(BaseTransport):
             if code == 1002:
                 reason += " (the server did not accept a frame)"
             raise ConnectionResetError(f"the stream was {reason}")
+
+    def _take_in(self, protocol: ClientProtocol, data: bytes) -> None:
+        """Read ``data``: whole answer frames here, each stored at once, and the rest
+        through websockets, whose events :meth:`_take_events` then takes."""
+        if not self._reading_frames:
+            protocol.receive_data(data)
+            return
+        if self._partial:
+            data, self._partial = self._partial + data, b""
+        start, size = 0, len(data)
+        while start < size:
+            frame = read_frame(data, start, False, _MAX_FRAME)
+            if frame is None:
+                self._partial = data[start:]
+                return
+            if frame is HAND_OVER:
+                self._reading_frames = False
+                protocol.receive_data(data[start:])
+                return
+            _, end, payload = frame  # type: ignore[misc]
+            if payload is None:  # ping, pong or close: websockets answers them
+                protocol.receive_data(data[start:end])
+                if protocol.state is not State.OPEN:  # closing: websockets reads the rest
+                    self._reading_frames = False
+                    if end < size:
+                        protocol.receive_data(data[end:])
+                    return
+            else:
+                self._store(payload)
+            start = end
 
     def _take_events(self, protocol: ClientProtocol) -> None:
         for event in protocol.events_received():
@@ -362,6 +404,8 @@ class StreamTransport(BaseTransport):
         self._sock = None
         self._protocol = None
         self._fragments.clear()
+        self._partial = b""
+        self._reading_frames = False
 
 
 def _handshake_done(protocol: ClientProtocol) -> bool:

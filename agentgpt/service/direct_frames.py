@@ -24,23 +24,21 @@ run by other ASGI servers simply lack the extension and keep the ASGI path
 from __future__ import annotations
 
 import importlib.util
-import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from agentgpt.core.busy_poll import BusyPoll
+from agentgpt.wire.wsframes import HAND_OVER, TEXT, frame_header, read_frame
 
-__all__ = ["EXTENSION", "FrameLink", "FrameSink", "direct_frames_protocol", "frame_header"]
+__all__ = ["EXTENSION", "FrameLink", "FrameSink", "direct_frames_protocol"]
 
 #: The ASGI scope extension a connection offers its frames through.
 EXTENSION = "agentgpt.direct_frames"
 #: A server with more direct connections than this never polls: each poll holds its
 #: event loop, which other connections' requests (of ours or not) would wait on.
 MAX_POLLING_CONNECTIONS = 16
-
-_SHORT_LENGTH = struct.Struct("!BBH")
-_LONG_LENGTH = struct.Struct("!BBQ")
 
 
 class FrameSink(Protocol):
@@ -93,17 +91,6 @@ def direct_frames_protocol() -> type | None:
     return _make_class(WebSocketsSansIOProtocol)
 
 
-def frame_header(binary: bool, length: int) -> bytes:
-    """The header of a whole, unmasked data frame (RFC 6455, 5.2) of ``length`` bytes:
-    what a server puts before each answer."""
-    first = 0x82 if binary else 0x81  # FIN, and the binary or text opcode
-    if length < 126:
-        return bytes((first, length))
-    if length < 0x10000:
-        return _SHORT_LENGTH.pack(first, 126, length)
-    return _LONG_LENGTH.pack(first, 127, length)
-
-
 def _make_class(base: type) -> type:
     from websockets.exceptions import InvalidState
     from websockets.protocol import OPEN
@@ -123,14 +110,49 @@ def _make_class(base: type) -> type:
             self._reading_stopped = False
             self._fd = -1
             self._lingered: tuple[BusyPoll, float] | None = None
+            #: Whether frames are read here (:mod:`agentgpt.wire.wsframes`) rather than
+            #: by websockets, and the start of a frame not wholly read yet.
+            self._reading_frames = False
+            self._partial = b""
 
         def data_received(self, data: bytes) -> None:
             lingered = self._lingered
             if lingered is not None:
                 self._lingered = None
                 lingered[0].learn(time.perf_counter() - lingered[1])
-            super().data_received(data)
+            if self._reading_frames:
+                self._read_frames(data)
+            else:
+                super().data_received(data)
             self.linger()
+
+        def _read_frames(self, data: bytes) -> None:
+            """Give each whole data frame of ``data`` to the sink, each control frame to
+            websockets, and everything from an unusual frame on to websockets for good."""
+            if self._partial:
+                data, self._partial = self._partial + data, b""
+            start, size = 0, len(data)
+            max_size = self.conn.max_message_size or sys.maxsize
+            while start < size:
+                frame = read_frame(data, start, True, max_size)
+                if frame is None:
+                    self._partial = data[start:]
+                    return
+                if frame is HAND_OVER:
+                    self._reading_frames = False
+                    super().data_received(data[start:])
+                    return
+                opcode, end, payload = frame  # type: ignore[misc]
+                if payload is None:  # ping, pong or close: websockets answers them
+                    super().data_received(data[start:end])
+                    if self.conn.state is not OPEN:  # closing: websockets reads the rest
+                        self._reading_frames = False
+                        if end < size:
+                            super().data_received(data[end:])
+                        return
+                else:
+                    self._message(payload, opcode == TEXT)
+                start = end
 
         def connection_lost(self, exc: Exception | None) -> None:
             self.taken.discard(self._fd)
@@ -168,6 +190,13 @@ def _make_class(base: type) -> type:
                     kept.append(message)
             for message in kept:
                 self.queue.put_nowait(message)
+            conn = self.conn
+            self._reading_frames = (
+                conn.state is OPEN
+                and not conn.extensions
+                and conn.current_size is None  # no message half read
+                and not conn.reader.buffer  # nor a frame
+            )
             if self.read_paused:  # uvicorn pauses after each message it queues
                 self.read_paused = False
                 self._reading_stopped = True
@@ -181,17 +210,22 @@ def _make_class(base: type) -> type:
                 return
             data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
             self.frames = []
-            if self.close_sent:
+            self._message(bytes(data), self.curr_msg_data_type == "text")
+
+        def _message(self, data: bytes, text: bool) -> None:
+            """A whole message read, for the sink."""
+            sink = self._sink
+            if self.close_sent or sink is None:
                 return  # past our close: only the peer's close reply is awaited
-            if self.curr_msg_data_type == "text":
+            if text:
                 try:
-                    text = bytes(data).decode("utf-8")
+                    decoded = data.decode("utf-8")
                 except UnicodeDecodeError:
                     self.close_frames(1007)  # invalid frame payload data
                     return
-                sink.frame(text, False)
+                sink.frame(decoded, False)
             else:
-                sink.frame(bytes(data), True)
+                sink.frame(data, True)
 
         # ------------------------------------------------ the link
 

@@ -18,9 +18,9 @@ from agentgpt.remote.stream import StreamTransport
 from agentgpt.remote.transport import HttpTransport
 from agentgpt.service import serving
 from agentgpt.service.app import service_app
-from agentgpt.service.direct_frames import frame_header
 from agentgpt.service.keys import ApiKeys
 from agentgpt.service.testing import serve_in_thread
+from agentgpt.wire.wsframes import frame_header
 
 KEY = "frames-test-key"
 

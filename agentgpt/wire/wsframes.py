@@ -1,0 +1,83 @@
+"""Reading the WebSocket frames of a streaming session's hot path without a parser object.
+
+websockets' sans-I/O protocol reads every frame through generator coroutines, a frame
+object and its checks: a few microseconds per frame, paid twice per env step (the request
+on the server, the answer on the client), and more while the caches are cold after an
+env step. A session's frames are nearly all whole, unfragmented data frames without
+extensions, so both ends read those here and hand everything else to websockets: a
+control frame (ping, pong, close) goes to it whole, which keeps its state right (it
+answers pings and closes); anything unusual (a fragment, reserved bits, a frame masked
+the wrong way, an oversized frame, an unknown opcode) makes the reader hand the rest of
+the connection over to websockets for good, which then reports the error as it always
+does. Only whole frames are read here, so websockets, when it takes over, starts at a
+frame boundary.
+"""
+
+from __future__ import annotations
+
+from websockets.frames import apply_mask
+
+__all__ = ["BINARY", "HAND_OVER", "TEXT", "frame_header", "read_frame"]
+
+TEXT, BINARY = 0x1, 0x2
+_CONTROL = (0x8, 0x9, 0xA)  # close, ping, pong
+#: What :func:`read_frame` returns for a frame websockets must read from now on.
+HAND_OVER = "hand over"
+
+
+def read_frame(
+    data: bytes, start: int, masked: bool, max_size: int
+) -> tuple[int, int, bytes | None] | str | None:
+    """The frame of ``data`` that begins at ``start``.
+
+    Returns ``None`` while the frame is incomplete; :data:`HAND_OVER` for a frame this
+    reader does not take; else ``(opcode, end, payload)``: a whole text or binary
+    frame's unmasked payload, or ``payload=None`` for a control frame, whose bytes
+    (``data[start:end]``) go to websockets. ``masked``: whether frames must be masked
+    (they are from a client); ``max_size``: the largest payload taken.
+    """
+    available = len(data) - start
+    if available < 2:
+        return None
+    first, second = data[start], data[start + 1]
+    opcode = first & 0x0F
+    if first & 0xF0 != 0x80 or bool(second & 0x80) is not masked:
+        return HAND_OVER  # a fragment, reserved bits, or the wrong masking
+    if opcode not in (TEXT, BINARY) and opcode not in _CONTROL:
+        return HAND_OVER
+    length = second & 0x7F
+    head = 2
+    if length == 126:
+        head = 4
+        if available < head:
+            return None
+        length = int.from_bytes(data[start + 2 : start + 4], "big")
+    elif length == 127:
+        head = 10
+        if available < head:
+            return None
+        length = int.from_bytes(data[start + 2 : start + 10], "big")
+    if length > max_size:
+        return HAND_OVER
+    if masked:
+        head += 4
+    end = start + head + length
+    if len(data) < end:
+        return None
+    if opcode not in (TEXT, BINARY):
+        return opcode, end, None
+    payload = data[start + head : end]
+    if masked:
+        payload = apply_mask(payload, data[start + head - 4 : start + head])
+    return opcode, end, payload
+
+
+def frame_header(binary: bool, length: int) -> bytes:
+    """The header of a whole, unmasked data frame (RFC 6455, 5.2) of ``length`` bytes:
+    what a server puts before each answer."""
+    first = 0x80 | (BINARY if binary else TEXT)  # FIN, and the opcode
+    if length < 126:
+        return bytes((first, length))
+    if length < 0x10000:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
