@@ -320,3 +320,36 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_r
     finally:
         runner.should_exit = True
         thread.join(timeout=10)
+
+
+def test_answers_between_pings_and_in_fragments_are_all_read() -> None:
+    """The client reads whole answer frames itself and hands pings and anything unusual
+    (an answer in fragments) to websockets. A websockets server stands in for the env
+    server here, to send pings and fragments exactly when wanted."""
+    from websockets.sync.server import serve
+
+    pongs: list[bool] = []
+
+    def handler(ws: Any) -> None:
+        for n in range(5):
+            request = msgpack.unpackb(ws.recv(timeout=10))
+            answer = msgpack.packb({"id": request["id"], "status": 200, "body": {"n": n}})
+            if n == 1:
+                pongs.append(ws.ping(b"still there?").wait(timeout=10))
+            if n == 3:
+                ws.send([answer[:3], answer[3:7], answer[7:]])  # one message, three frames
+            else:
+                ws.send(answer)
+
+    with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        port = server.socket.getsockname()[1]
+        stream = StreamTransport(f"http://127.0.0.1:{port}", timeout=10)
+        assert [stream.post("/echo", {})["n"] for _ in range(2)] == [0, 1]
+        assert stream._reading_frames  # answers so far: read without websockets' parser
+        assert [stream.post("/echo", {})["n"] for _ in range(3)] == [2, 3, 4]
+        assert not stream._reading_frames  # the fragments went to websockets, as all after
+        stream.close()
+        server.shutdown()
+    assert pongs == [True]

@@ -20,7 +20,6 @@ from agentgpt.service import serving
 from agentgpt.service.app import service_app
 from agentgpt.service.keys import ApiKeys
 from agentgpt.service.testing import serve_in_thread
-from agentgpt.wire.wsframes import frame_header
 
 KEY = "frames-test-key"
 
@@ -166,16 +165,6 @@ def test_a_client_whose_answers_come_quickly_learns_to_poll_for_them(transport) 
         never.close()
 
 
-@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 70000])
-@pytest.mark.parametrize("binary", [True, False])
-def test_answer_frame_headers_are_those_websockets_writes(length: int, binary: bool) -> None:
-    from websockets.frames import Frame, Opcode
-
-    payload = b"x" * length
-    frame = Frame(Opcode.BINARY if binary else Opcode.TEXT, payload)
-    assert frame_header(binary, length) + payload == frame.serialize(mask=False, extensions=[])
-
-
 @pytest.mark.parametrize("size", [10, 200, 70_000])
 @pytest.mark.parametrize("encoding", ["msgpack", "json"])
 def test_answers_of_every_frame_length_reach_the_client(frames_path, size, encoding) -> None:
@@ -210,3 +199,118 @@ def test_a_client_with_compression_gets_compressed_answers(frames_path) -> None:
                 )
                 answer = wire.decode(ws.recv(), "application/msgpack")
                 assert answer["status"] == 200 and answer["body"] == {"n": n, "text": "a" * 5000}
+
+
+# ------------------------------------------------------- frames read without websockets
+
+
+def _masked(opcode: Any, payload: bytes, fin: bool = True) -> bytes:
+    from websockets.frames import Frame
+
+    return Frame(opcode, payload, fin).serialize(mask=True, extensions=[])
+
+
+def _request(n: int) -> bytes:
+    from websockets.frames import Opcode
+
+    from agentgpt import wire
+
+    frame = {"id": n, "path": "/echo", "body": {"n": n}}
+    return _masked(Opcode.BINARY, wire.encode(frame, "application/msgpack"))
+
+
+def _answers(ws: Any, count: int) -> list[int]:
+    from agentgpt import wire
+
+    return [
+        wire.decode(ws.recv(timeout=10), "application/msgpack")["body"]["n"] for _ in range(count)
+    ]
+
+
+@contextlib.contextmanager
+def _raw_client(url: str):
+    """A websockets client whose socket also takes hand-made frames."""
+    from websockets.sync.client import connect
+
+    ws_url = url.replace("http://", "ws://") + "/stream"
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with connect(ws_url, additional_headers=headers, compression=None) as ws:
+        yield ws
+
+
+def test_frames_in_one_write_and_split_over_many_are_all_answered(frames_path, monkeypatch) -> None:
+    from agentgpt.service import direct_frames
+
+    read: list[int] = []
+    original = direct_frames.read_frame
+
+    def spied(data: bytes, start: int, masked: bool, max_size: int) -> Any:
+        read.append(start)
+        return original(data, start, masked, max_size)
+
+    monkeypatch.setattr(direct_frames, "read_frame", spied)
+    with serve_in_thread(_app({"/echo": _echo})) as url, _raw_client(url) as ws:
+        ws.socket.sendall(_request(1) + _request(2) + _request(3))
+        assert _answers(ws, 3) == [1, 2, 3]
+        split = _request(4) + _request(5)
+        for i in range(0, len(split), 3):  # a few bytes per read
+            ws.socket.sendall(split[i : i + 3])
+            time.sleep(0.002)
+        assert _answers(ws, 2) == [4, 5]
+    assert bool(read) == (frames_path == "direct")  # the direct path reads frames itself
+
+
+def test_pings_are_answered_and_fragmented_messages_read_between_requests(frames_path) -> None:
+    from websockets.frames import Opcode
+
+    from agentgpt import wire
+
+    with serve_in_thread(_app({"/echo": _echo})) as url, _raw_client(url) as ws:
+        ws.socket.sendall(_request(1))
+        assert _answers(ws, 1) == [1]
+        assert ws.ping(b"are you there").wait(timeout=10)  # a pong came back
+        ws.socket.sendall(_request(2))
+        assert _answers(ws, 1) == [2]
+        # A message in three fragments: the rest of the connection is websockets' to read.
+        body = wire.encode({"id": 3, "path": "/echo", "body": {"n": 3}}, "application/msgpack")
+        ws.socket.sendall(
+            _masked(Opcode.BINARY, body[:4], fin=False)
+            + _masked(Opcode.CONT, body[4:9], fin=False)
+            + _masked(Opcode.CONT, body[9:])
+            + _request(4)
+        )
+        assert _answers(ws, 2) == [3, 4]
+        assert ws.ping().wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (bytes([0x82, 0x01]) + b"x", 1002),  # a client frame without a mask
+        (bytes([0x81, 0x82, 0, 0, 0, 0]) + b"\xff\xfe", 1007),  # text that is not UTF-8
+        (bytes([0x83, 0x80, 0, 0, 0, 0]), 1002),  # an unknown opcode
+    ],
+    ids=["unmasked", "bad utf-8", "opcode 3"],
+)
+def test_a_broken_frame_closes_its_connection_with_the_right_code(frames_path, frame, code) -> None:
+    from websockets.exceptions import ConnectionClosedError
+
+    with serve_in_thread(_app({"/echo": _echo})) as url:
+        with _raw_client(url) as ws:
+            ws.socket.sendall(_request(1))
+            assert _answers(ws, 1) == [1]
+            ws.socket.sendall(frame)
+            with pytest.raises(ConnectionClosedError) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+        with _raw_client(url) as other:  # the server goes on for others
+            other.socket.sendall(_request(2))
+            assert _answers(other, 1) == [2]
+
+
+def test_a_close_from_the_client_is_answered(frames_path) -> None:
+    with serve_in_thread(_app({"/echo": _echo})) as url, _raw_client(url) as ws:
+        ws.socket.sendall(_request(1))
+        assert _answers(ws, 1) == [1]
+        ws.close(code=1000)
+        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
