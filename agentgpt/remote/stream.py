@@ -40,7 +40,7 @@ from agentgpt.remote.base_transport import (
 from agentgpt.remote.errors import RemoteEnvError, remote_error
 from agentgpt.remote.transport import Destination, check_url
 from agentgpt.wire import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, WireError, decode, encode
-from agentgpt.wire.wsframes import HAND_OVER, read_frame
+from agentgpt.wire.wsframes import HAND_OVER, masked_frame, read_frame
 
 __all__ = ["StreamRefused", "StreamTransport", "read_answer"]
 
@@ -135,11 +135,17 @@ class StreamTransport(BaseTransport):
             if self._sock is not None and time.monotonic() - self._last_io > _IDLE_CHECK:
                 self._catch_up()
             protocol, sock = self._connection()
-            if self._binary:
-                protocol.send_binary(data)
+            if self._reading_frames and protocol.state is State.OPEN:
+                # Frames are whole and plain both ways (no extension): built here, a
+                # request needs no frame object, and goes after anything queued (pongs).
+                self._flush(protocol, sock)
+                sock.sendall(masked_frame(self._binary, data))
             else:
-                protocol.send_text(data)
-            self._flush(protocol, sock)
+                if self._binary:
+                    protocol.send_binary(data)
+                else:
+                    protocol.send_text(data)
+                self._flush(protocol, sock)
         except (OSError, TimeoutError, InvalidState) as exc:
             # InvalidState: the server began closing the connection (it is shutting down).
             raise self._lost(exc) from exc

@@ -15,9 +15,11 @@ frame boundary.
 
 from __future__ import annotations
 
+import os
+
 from websockets.frames import apply_mask
 
-__all__ = ["BINARY", "HAND_OVER", "TEXT", "frame_header", "read_frame"]
+__all__ = ["BINARY", "HAND_OVER", "TEXT", "frame_header", "masked_frame", "read_frame"]
 
 TEXT, BINARY = 0x1, 0x2
 _CONTROL = (0x8, 0x9, 0xA)  # close, ping, pong
@@ -72,12 +74,20 @@ def read_frame(
     return opcode, end, payload
 
 
-def frame_header(binary: bool, length: int) -> bytes:
-    """The header of a whole, unmasked data frame (RFC 6455, 5.2) of ``length`` bytes:
-    what a server puts before each answer."""
+def frame_header(binary: bool, length: int, masked: bool = False) -> bytes:
+    """The header of a whole data frame (RFC 6455, 5.2) of ``length`` bytes, without its
+    masking key: what a server puts before each answer, and a client (``masked``) before
+    the key of each request."""
     first = 0x80 | (BINARY if binary else TEXT)  # FIN, and the opcode
+    mask_bit = 0x80 if masked else 0
     if length < 126:
-        return bytes((first, length))
+        return bytes((first, mask_bit | length))
     if length < 0x10000:
-        return bytes((first, 126)) + length.to_bytes(2, "big")
-    return bytes((first, 127)) + length.to_bytes(8, "big")
+        return bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    return bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+
+
+def masked_frame(binary: bool, payload: bytes) -> bytes:
+    """A whole data frame as a client sends it: masked with a fresh random key."""
+    key = os.urandom(4)
+    return frame_header(binary, len(payload), masked=True) + key + apply_mask(payload, key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from websockets.frames import Frame, Opcode
 
-from agentgpt.wire.wsframes import HAND_OVER, frame_header, read_frame
+from agentgpt.wire.wsframes import HAND_OVER, frame_header, masked_frame, read_frame
 
 LENGTHS = [0, 1, 125, 126, 65535, 65536, 70000]
 
@@ -66,3 +66,22 @@ def test_answer_headers_are_those_websockets_writes(length: int, binary: bool) -
     payload = b"x" * length
     frame = _frame(Opcode.BINARY if binary else Opcode.TEXT, payload, False)
     assert frame_header(binary, length) + payload == frame
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("binary", [True, False])
+def test_request_frames_are_masked_frames_websockets_reads(length: int, binary: bool) -> None:
+    from websockets.streams import StreamReader
+
+    payload = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    data = masked_frame(binary, payload)
+    reader = StreamReader()
+    reader.feed_data(data)
+    parser = Frame.parse(reader.read_exact, mask=True)
+    with pytest.raises(StopIteration) as parsed:
+        next(parser)
+    frame = parsed.value.value
+    assert frame.opcode == (Opcode.BINARY if binary else Opcode.TEXT) and frame.fin
+    assert frame.data == payload
+    assert read_frame(data, 0, True, 1 << 20) == (int(frame.opcode), len(data), payload)
+    assert masked_frame(binary, payload) != data or length == 0  # a fresh key each time
