@@ -40,7 +40,7 @@ from agentgpt.remote.base_transport import (
 from agentgpt.remote.errors import RemoteEnvError, remote_error
 from agentgpt.remote.transport import Destination, check_url
 from agentgpt.wire import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, WireError, decode, encode
-from agentgpt.wire.wsframes import HAND_OVER, masked_frame, read_frame
+from agentgpt.wire.wsframes import FrameReader, masked_frame
 
 __all__ = ["StreamRefused", "StreamTransport", "read_answer"]
 
@@ -99,10 +99,8 @@ class StreamTransport(BaseTransport):
         self._waiting: dict[int, int] = {}
         self._answers: dict[int, dict[str, Any]] = {}
         self._fragments: list[bytes] = []
-        #: Whether answer frames are read here (:mod:`agentgpt.wire.wsframes`) rather
-        #: than by websockets, and the start of a frame not wholly read yet.
-        self._reading_frames = False
-        self._partial = b""
+        #: Reads the connection's frames (:mod:`agentgpt.wire.wsframes`), where it can.
+        self._frames: FrameReader | None = None
         self._last_io = 0.0
         #: Polls briefly for answers before sleeping (:mod:`agentgpt.core.busy_poll`).
         self.busy_poll = BusyPoll(client_limit_s(busy_poll_us))
@@ -135,7 +133,8 @@ class StreamTransport(BaseTransport):
             if self._sock is not None and time.monotonic() - self._last_io > _IDLE_CHECK:
                 self._catch_up()
             protocol, sock = self._connection()
-            if self._reading_frames and protocol.state is State.OPEN:
+            frames = self._frames
+            if frames is not None and frames.reading and protocol.state is State.OPEN:
                 # Frames are whole and plain both ways (no extension): built here, a
                 # request needs no frame object, and goes after anything queued (pongs).
                 self._flush(protocol, sock)
@@ -251,12 +250,15 @@ class StreamTransport(BaseTransport):
             raise
         self._sock, self._protocol = sock, protocol
         self._generation += 1
-        self._partial = b""
-        self._reading_frames = (
-            not protocol.extensions
-            and protocol.current_size is None  # no message half read
-            and not protocol.reader.buffer  # nor a frame
-        )
+        self._frames = None
+        if FrameReader.can_start(protocol):
+            self._frames = FrameReader(
+                False,
+                _MAX_FRAME,
+                lambda payload, text: self._store(payload),
+                protocol.receive_data,
+                protocol,
+            )
         return protocol, sock
 
     def _handshake(self, protocol: ClientProtocol, sock: socket.socket) -> None:
@@ -332,34 +334,12 @@ class StreamTransport(BaseTransport):
             raise ConnectionResetError(f"the stream was {reason}")
 
     def _take_in(self, protocol: ClientProtocol, data: bytes) -> None:
-        """Read ``data``: whole answer frames here, each stored at once, and the rest
-        through websockets, whose events :meth:`_take_events` then takes."""
-        if not self._reading_frames:
+        """Read ``data``: whole answer frames through the frame reader, each stored at
+        once, and the rest through websockets, whose events :meth:`_take_events` takes."""
+        if self._frames is not None:
+            self._frames.feed(data)
+        else:
             protocol.receive_data(data)
-            return
-        if self._partial:
-            data, self._partial = self._partial + data, b""
-        start, size = 0, len(data)
-        while start < size:
-            frame = read_frame(data, start, False, _MAX_FRAME)
-            if frame is None:
-                self._partial = data[start:]
-                return
-            if frame is HAND_OVER:
-                self._reading_frames = False
-                protocol.receive_data(data[start:])
-                return
-            _, end, payload = frame  # type: ignore[misc]
-            if payload is None:  # ping, pong or close: websockets answers them
-                protocol.receive_data(data[start:end])
-                if protocol.state is not State.OPEN:  # closing: websockets reads the rest
-                    self._reading_frames = False
-                    if end < size:
-                        protocol.receive_data(data[end:])
-                    return
-            else:
-                self._store(payload)
-            start = end
 
     def _take_events(self, protocol: ClientProtocol) -> None:
         for event in protocol.events_received():
@@ -410,8 +390,7 @@ class StreamTransport(BaseTransport):
         self._sock = None
         self._protocol = None
         self._fragments.clear()
-        self._partial = b""
-        self._reading_frames = False
+        self._frames = None
 
 
 def _handshake_done(protocol: ClientProtocol) -> bool:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agentgpt.core.busy_poll import BusyPoll
-from agentgpt.wire.wsframes import HAND_OVER, TEXT, frame_header, read_frame
+from agentgpt.wire.wsframes import FrameReader, frame_header
 
 __all__ = ["EXTENSION", "FrameLink", "FrameSink", "direct_frames_protocol"]
 
@@ -110,49 +110,19 @@ def _make_class(base: type) -> type:
             self._reading_stopped = False
             self._fd = -1
             self._lingered: tuple[BusyPoll, float] | None = None
-            #: Whether frames are read here (:mod:`agentgpt.wire.wsframes`) rather than
-            #: by websockets, and the start of a frame not wholly read yet.
-            self._reading_frames = False
-            self._partial = b""
+            #: Reads the frames once they are taken (:mod:`agentgpt.wire.wsframes`).
+            self._frames: FrameReader | None = None
 
         def data_received(self, data: bytes) -> None:
             lingered = self._lingered
             if lingered is not None:
                 self._lingered = None
                 lingered[0].learn(time.perf_counter() - lingered[1])
-            if self._reading_frames:
-                self._read_frames(data)
+            if self._frames is not None:
+                self._frames.feed(data)
             else:
                 super().data_received(data)
             self.linger()
-
-        def _read_frames(self, data: bytes) -> None:
-            """Give each whole data frame of ``data`` to the sink, each control frame to
-            websockets, and everything from an unusual frame on to websockets for good."""
-            if self._partial:
-                data, self._partial = self._partial + data, b""
-            start, size = 0, len(data)
-            max_size = self.conn.max_message_size or sys.maxsize
-            while start < size:
-                frame = read_frame(data, start, True, max_size)
-                if frame is None:
-                    self._partial = data[start:]
-                    return
-                if frame is HAND_OVER:
-                    self._reading_frames = False
-                    super().data_received(data[start:])
-                    return
-                opcode, end, payload = frame  # type: ignore[misc]
-                if payload is None:  # ping, pong or close: websockets answers them
-                    super().data_received(data[start:end])
-                    if self.conn.state is not OPEN:  # closing: websockets reads the rest
-                        self._reading_frames = False
-                        if end < size:
-                            super().data_received(data[end:])
-                        return
-                else:
-                    self._message(payload, opcode == TEXT)
-                start = end
 
         def connection_lost(self, exc: Exception | None) -> None:
             self.taken.discard(self._fd)
@@ -190,13 +160,14 @@ def _make_class(base: type) -> type:
                     kept.append(message)
             for message in kept:
                 self.queue.put_nowait(message)
-            conn = self.conn
-            self._reading_frames = (
-                conn.state is OPEN
-                and not conn.extensions
-                and conn.current_size is None  # no message half read
-                and not conn.reader.buffer  # nor a frame
-            )
+            if FrameReader.can_start(self.conn):
+                self._frames = FrameReader(
+                    True,
+                    self.conn.max_message_size or sys.maxsize,
+                    self._message,
+                    lambda data: base.data_received(self, data),
+                    self.conn,
+                )
             if self.read_paused:  # uvicorn pauses after each message it queues
                 self.read_paused = False
                 self._reading_stopped = True

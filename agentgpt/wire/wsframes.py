@@ -16,10 +16,21 @@ frame boundary.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from websockets.frames import apply_mask
+from websockets.protocol import State
 
-__all__ = ["BINARY", "HAND_OVER", "TEXT", "frame_header", "masked_frame", "read_frame"]
+__all__ = [
+    "BINARY",
+    "HAND_OVER",
+    "TEXT",
+    "FrameReader",
+    "frame_header",
+    "masked_frame",
+    "read_frame",
+]
 
 TEXT, BINARY = 0x1, 0x2
 _CONTROL = (0x8, 0x9, 0xA)  # close, ping, pong
@@ -91,3 +102,71 @@ def masked_frame(binary: bool, payload: bytes) -> bytes:
     """A whole data frame as a client sends it: masked with a fresh random key."""
     key = os.urandom(4)
     return frame_header(binary, len(payload), masked=True) + key + apply_mask(payload, key)
+
+
+class FrameReader:
+    """One connection's reading, from a frame boundary on: whole data frames here, the
+    rest through websockets (see the module's docstring).
+
+    ``masked`` and ``max_size`` as for :func:`read_frame`; ``message(payload, text)``
+    takes each data frame's payload; ``hand_over(data)`` gives bytes to websockets (its
+    ``receive_data``, or a wrapper that also takes its events); ``protocol`` is that
+    websockets protocol, whose state says when a control frame began the closing.
+    """
+
+    def __init__(
+        self,
+        masked: bool,
+        max_size: int,
+        message: Callable[[bytes, bool], None],
+        hand_over: Callable[[bytes], None],
+        protocol: Any,
+    ) -> None:
+        self._masked = masked
+        self._max_size = max_size
+        self._message = message
+        self._hand_over = hand_over
+        self._protocol = protocol
+        self._partial = b""
+        #: False once websockets reads everything (after an unusual frame, or a close).
+        self.reading = True
+
+    @staticmethod
+    def can_start(protocol: Any) -> bool:
+        """Whether ``protocol`` (a websockets protocol, open) stands at a frame boundary
+        with no extension in use, where a :class:`FrameReader` can take over."""
+        return (
+            protocol.state is State.OPEN
+            and not protocol.extensions
+            and protocol.current_size is None  # no message half read
+            and not protocol.reader.buffer  # nor a frame
+        )
+
+    def feed(self, data: bytes) -> None:
+        """Read ``data``, the next bytes of the connection."""
+        if not self.reading:
+            self._hand_over(data)
+            return
+        if self._partial:
+            data, self._partial = self._partial + data, b""
+        start, size = 0, len(data)
+        while start < size:
+            frame = read_frame(data, start, self._masked, self._max_size)
+            if frame is None:
+                self._partial = data[start:]
+                return
+            if frame is HAND_OVER:
+                self.reading = False
+                self._hand_over(data[start:])
+                return
+            opcode, end, payload = frame  # type: ignore[misc]
+            if payload is None:  # ping, pong or close: websockets answers them
+                self._hand_over(data[start:end])
+                if self._protocol.state is not State.OPEN:  # closing: websockets reads on
+                    self.reading = False
+                    if end < size:
+                        self._hand_over(data[end:])
+                    return
+            else:
+                self._message(payload, opcode == TEXT)
+            start = end

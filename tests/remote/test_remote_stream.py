@@ -347,9 +347,9 @@ def test_answers_between_pings_and_in_fragments_are_all_read() -> None:
         port = server.socket.getsockname()[1]
         stream = StreamTransport(f"http://127.0.0.1:{port}", timeout=10)
         assert [stream.post("/echo", {})["n"] for _ in range(2)] == [0, 1]
-        assert stream._reading_frames  # answers so far: read without websockets' parser
+        assert stream._frames.reading  # answers so far: read without websockets' parser
         assert [stream.post("/echo", {})["n"] for _ in range(3)] == [2, 3, 4]
-        assert not stream._reading_frames  # the fragments went to websockets, as all after
+        assert not stream._frames.reading  # the fragments went to websockets, as all after
         stream.close()
         server.shutdown()
     assert pongs == [True]

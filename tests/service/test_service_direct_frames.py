@@ -239,16 +239,16 @@ def _raw_client(url: str):
 
 
 def test_frames_in_one_write_and_split_over_many_are_all_answered(frames_path, monkeypatch) -> None:
-    from agentgpt.service import direct_frames
+    from agentgpt.wire import wsframes
 
     read: list[int] = []
-    original = direct_frames.read_frame
+    original = wsframes.read_frame
 
     def spied(data: bytes, start: int, masked: bool, max_size: int) -> Any:
         read.append(start)
         return original(data, start, masked, max_size)
 
-    monkeypatch.setattr(direct_frames, "read_frame", spied)
+    monkeypatch.setattr(wsframes, "read_frame", spied)
     with serve_in_thread(_app({"/echo": _echo})) as url, _raw_client(url) as ws:
         ws.socket.sendall(_request(1) + _request(2) + _request(3))
         assert _answers(ws, 3) == [1, 2, 3]
