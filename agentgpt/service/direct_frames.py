@@ -203,18 +203,18 @@ def _make_class(base: type) -> type:
         def write_frame(self, data: bytes | str, binary: bool) -> None:
             if self.close_sent or self.transport.is_closing():
                 return
-            conn = self.conn
-            if conn.state is OPEN and not conn.extensions and not conn.expect_continuation_frame:
-                # A whole unmasked frame needs only its header: built here, it saves
-                # websockets' frame object and checks on every answer.
-                payload = data if binary else data.encode("utf-8")  # type: ignore[union-attr]
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            frames = self._frames
+            if frames is not None and frames.reading and self.conn.state is OPEN:
+                # Frames are whole and plain both ways (no extension): a whole unmasked
+                # frame needs only its header, built here without websockets' frame object.
                 self.transport.write(frame_header(binary, len(payload)) + payload)
                 return
             try:
                 if binary:
-                    self.conn.send_binary(data)
+                    self.conn.send_binary(payload)
                 else:
-                    self.conn.send_text(data.encode("utf-8") if isinstance(data, str) else data)
+                    self.conn.send_text(payload)
             except InvalidState:
                 return  # the peer started closing: nobody reads this answer
             self.transport.write(b"".join(self.conn.data_to_send()))
