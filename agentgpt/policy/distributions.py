@@ -9,6 +9,7 @@ Sampling takes an explicit ``torch.Generator`` so collection is reproducible.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -103,6 +104,16 @@ class ActionDistribution:
         if self.has_continuous:
             total = total + (self.log_std + 0.5 + _LOG_SQRT_2PI).sum(-1)
         return total
+
+    def select(self, index: torch.Tensor) -> ActionDistribution:
+        """The distributions of rows ``index`` (int64, along the first dim), in that
+        order: what a caller that reordered its inputs hands back in their order."""
+        picked = copy.copy(self)
+        if self.log_probs is not None:
+            picked.log_probs = self.log_probs.index_select(0, index)
+        picked.mean = self.mean.index_select(0, index)
+        picked.log_std = self.log_std.index_select(0, index)
+        return picked
 
     def _empty_discrete(self) -> torch.Tensor:
         return torch.zeros((*self.mean.shape[:-1], 0), dtype=torch.long, device=self.mean.device)

@@ -5,7 +5,7 @@ observations of only some envs, and each of those envs sits at its own position 
 own context, so a cache that is one block whose rows all have the same length cannot
 serve it. :class:`SlotContexts` keeps one fixed-size slot of keys/values per env instead
 (when every slot is listed at one length, as local envs that answer together are, it
-reads and writes that block in place). An :meth:`SlotContexts.extend` gathers the slots
+reads and writes that block in place, whatever order the slots are listed in). An :meth:`SlotContexts.extend` gathers the slots
 it is given, computes only the new tokens against them (positions past a slot's length,
 and tokens of earlier episodes, are masked out; relative distances are per row), and
 scatters the new keys/values back. The output at each slot's newest token is the one
@@ -92,6 +92,38 @@ class SlotContexts:
         """
         batch, steps = self._check_extend(slots, obs, starts, control, action_mask)
         slots = slots.to(self._kv.device, torch.long)
+        every = batch == self.num_slots
+        if every and not bool((slots == self._all).all()):
+            # Every slot, out of order (a fleet lists them as its hosts answer): putting
+            # the few new tokens in slot order is far cheaper than gathering and
+            # scattering every slot's cached keys and values.
+            order = torch.argsort(slots)
+            out = self._extend(
+                self._all,
+                _rows(obs, order),
+                starts.index_select(0, order),
+                control.index_select(0, order),
+                None if action_mask is None else action_mask.index_select(0, order),
+                every=True,
+            )
+            back = torch.empty_like(order)
+            back[order] = self._all
+            return PolicyOutput(out.dist.select(back), out.values.index_select(0, back))
+        return self._extend(slots, obs, starts, control, action_mask, every=every)
+
+    def _extend(
+        self,
+        slots: torch.Tensor,
+        obs: ObsTensors,
+        starts: torch.Tensor,
+        control: torch.Tensor,
+        action_mask: torch.Tensor | None,
+        *,
+        every: bool,
+    ) -> PolicyOutput:
+        """:meth:`extend` on checked inputs (``slots`` int64 on the cache's device);
+        ``every``: the slots are all of them, in order."""
+        steps = int(starts.shape[1])
         lengths = self.lengths.index_select(0, slots)
         cached = int(lengths.max())  # keys to gather: the longest listed context
         if cached + steps > self.capacity:
@@ -115,9 +147,8 @@ class SlotContexts:
         allowed = (keys >= segment.unsqueeze(2)) & (keys <= positions.unsqueeze(2))
         distance = (positions.unsqueeze(2) - keys).clamp(0, self.policy.max_input_states - 1)
 
-        # Every slot in order at one length (lockstep collection from local envs): the
-        # cache is read and written in place of gathering and scattering rows.
-        every = batch == self.num_slots and bool((slots == self._all).all())
+        # Every slot in order at one length (lockstep collection): the cache is read and
+        # written in place of gathering and scattering rows.
         uniform = every and int(lengths.min()) == cached
         # [B, layers, 2, heads, cached, hd]; index_select is far cheaper than indexing.
         cache = self._kv[..., :cached, :]
@@ -194,3 +225,12 @@ class SlotContexts:
                     f"action_mask must be [{batch}, {logits}], got {tuple(action_mask.shape)}"
                 )
         return batch, steps
+
+
+def _rows(obs: ObsTensors, index: torch.Tensor) -> ObsTensors:
+    """The rows ``index`` of every part of ``obs``."""
+    return ObsTensors(
+        obs.vector.index_select(0, index),
+        obs.discrete.index_select(0, index),
+        [frames.index_select(0, index) for frames in obs.images],
+    )

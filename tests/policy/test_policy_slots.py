@@ -210,7 +210,15 @@ def _run_schedule(case: str, policy: GPTPolicy, seed: int, ticks: int) -> dict[s
     history: list[list[Token]] = [[] for _ in range(num_slots)]
     action = _fixed_action(policy)
     seen = dict.fromkeys(
-        ["multi_token", "mid_context_start", "clear", "past_distance_table", "context_moves"], 0
+        [
+            "multi_token",
+            "mid_context_start",
+            "clear",
+            "past_distance_table",
+            "context_moves",
+            "every_slot_shuffled",
+        ],
+        0,
     )
     for _ in range(ticks):
         if rng.random() < 0.1:
@@ -232,6 +240,7 @@ def _run_schedule(case: str, policy: GPTPolicy, seed: int, ticks: int) -> dict[s
         if policy.action_codec.num_logits and rng.random() < 0.5:
             mask = _random_mask(policy, rng, len(slots), action[0])
         out = contexts.extend(torch.from_numpy(slots), obs, starts, control, mask)
+        seen["every_slot_shuffled"] += len(slots) == num_slots and bool(np.any(np.diff(slots) < 0))
 
         assert out.values.shape == (len(slots),)
         for row, slot in enumerate(slots):
@@ -280,6 +289,31 @@ def test_every_slot_at_one_length_matches_forward() -> None:
             history[slot] += tokens
             _assert_same(out, row, _reference(policy, history[slot], None), action)
     assert contexts.lengths.tolist() == [4, 5, 4]
+
+
+def test_every_slot_listed_out_of_order_matches_in_order() -> None:
+    """Every slot listed in a shuffled order (a fleet's hosts answer in any order) gives
+    each slot the output and cached context that listing them in order gives."""
+    policy = _policy("image-hybrid", seed=5)
+    shuffled, ordered = (SlotContexts(policy, num_slots=4, capacity=6) for _ in range(2))
+    stream = Stream("image-hybrid", policy, seed=5)
+    rng = np.random.default_rng(5)
+    action = _fixed_action(policy)
+    for steps in (2, 1, 1):
+        slots = rng.permutation(4)
+        rows = [[stream.next() for _ in range(steps)] for _ in slots]
+        mask = _random_mask(policy, rng, 4, action[0])
+        out = shuffled.extend(torch.from_numpy(slots), *_stack(rows), mask)
+        back = np.argsort(slots)
+        in_order = [rows[i] for i in back]
+        expected = ordered.extend(torch.arange(4), *_stack(in_order), mask[back])
+        for slot in range(4):
+            reference = PolicyOutput(
+                expected.dist.select(torch.tensor([slot])), expected.values[[slot]]
+            )
+            _assert_same(out, int(back[slot]), reference, action)
+    assert shuffled.lengths.tolist() == ordered.lengths.tolist() == [4, 4, 4, 4]
+    torch.testing.assert_close(shuffled._kv, ordered._kv, atol=0, rtol=0)
 
 
 def test_lengths_track_extends_and_clears() -> None:
