@@ -353,6 +353,50 @@ def test_recv_max_wait_gathers_hosts_expected_soon_but_not_a_slow_one(env_server
     assert sizes[-5:] == [[0, 1]] * 5
 
 
+class SlowResetCartPole(gymnasium.Wrapper):
+    """CartPole whose resets each sleep ``delay`` seconds: a host that starts late."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(gymnasium.make("CartPole-v1"))
+        self.delay = delay
+
+    def reset(self, **kwargs):
+        time.sleep(self.delay)
+        return self.env.reset(**kwargs)
+
+
+def test_the_first_observations_after_async_reset_come_together_in_slot_order(env_server):
+    """Hosts whose resets end far apart still start in step: the first ``recv`` waits for
+    every env ``async_reset`` reset and lists the slots in order, whoever answered first.
+    With a shorter ``timeout`` it returns what came; the rest comes next."""
+    late = env_server(register={"Sim-v0": lambda: SlowResetCartPole(0.2)})
+    quick = env_server(register={"Sim-v0": lambda: gymnasium.make("CartPole-v1")})
+    with Fleet.from_urls([late, quick], "Sim-v0", envs_per_host=2, seed=3, **FAST) as fleet:
+        fleet.async_reset(seed=3)
+        batch = fleet.recv(timeout=10.0)  # no max_wait: the reset alone gathers them
+        assert batch.env_ids.tolist() == [0, 1, 2, 3]
+        assert batch.present.all() and not batch.cut.any()
+        local = gymnasium.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync")
+        first, _ = local.reset(seed=3)
+        np.testing.assert_allclose(batch.obs, first)
+        local.close()
+
+        fleet.send(_zeros(batch), batch.env_ids)
+        stepped: list[int] = []
+        while len(stepped) < 4:  # afterwards, news as it comes, each batch in slot order
+            steps = fleet.recv(timeout=10.0, max_wait=0.05)
+            ids = steps.env_ids.tolist()
+            assert ids == sorted(ids) and (steps.reward == 1.0).all()
+            stepped += ids
+        assert sorted(stepped) == [0, 1, 2, 3]
+
+        fleet.async_reset(seed=5)
+        early = fleet.recv(timeout=0.2)  # the late host needs 2 x 0.2 s
+        assert early.env_ids.tolist() == [2, 3]
+        rest = fleet.recv(timeout=10.0)
+        assert rest.env_ids.tolist() == [0, 1]
+
+
 # ------------------------------------------------------------------------ infos
 
 

@@ -1,7 +1,9 @@
 """``FleetBatch``: what one ``Fleet.recv()`` hands over, and how it is put together.
 
 A batch holds one row per slot with news: rows of the remote envs that answered since the
-last call, followed by rows for slots whose trajectories were cut. A slot appears at most
+last call, in slot order, followed by rows for slots whose trajectories were cut. Slot
+order whatever order the hosts answered in lets a trainer that acts on every slot at once
+read and write its per-slot caches in place. A slot appears at most
 once per batch, so a cut and the first observation after it always arrive in two
 different batches, in that order; an answer that would collide with a row already in the
 batch waits for the next one.
@@ -46,7 +48,7 @@ class BatchBuilder:
 
     def finish(self) -> FleetBatch | None:
         """The batch, or ``None`` when it has no rows."""
-        blocks = self._blocks
+        blocks = sorted(self._blocks, key=lambda block: int(block[0][0]))
         cut = self._cut
         if cut is not None and cut.size:
             n = cut.size

@@ -280,6 +280,8 @@ class Fleet(VectorEnv):
         self._marks = np.zeros(slot, dtype=np.bool_)  # scratch, always all False
         self._last_obs = RowStore(self.single_observation_space, slot)
         self._sync_started = False
+        #: Streams an ``async_reset`` reset, with its ticket, until all have answered.
+        self._reset_tickets: dict[int, int] = {}
         self._make_first_envs(found.unreachable, seed)
 
     def _make_first_envs(self, unreachable: dict[int, str], seed: int | None) -> None:
@@ -333,6 +335,9 @@ class Fleet(VectorEnv):
         fault are left alone: they reset on their own and report like the others."""
         self._check_open()
         self._reset_streams(seed, options)
+        self._reset_tickets = {
+            stream.index: stream.ticket for stream in self._streams if stream.state == _RUNNING
+        }
 
     def recv(self, timeout: float | None = None, *, max_wait: float = 0.0) -> FleetBatch:
         """Wait until at least one slot has news, then return all news there is.
@@ -347,10 +352,15 @@ class Fleet(VectorEnv):
         answer is in, wait up to that long for the other envs expected to answer within
         it, judged from each env's recent turnaround. Envs that are slower than that
         (a slow host) are not waited for, so they cost nothing.
+
+        The first observations after :meth:`async_reset` come in one batch: every env it
+        reset is waited for (up to ``timeout``; a fault ends the wait too). Envs that
+        start together stay in step, so a trainer acting on what comes in acts on them
+        all at once, at the same position of their rollout rows.
         """
         self._check_open()
         self._pending.extend(self._drain(came_back=True))
-        if max_wait > 0:
+        if max_wait > 0 or self._reset_tickets:
             self._await_batch(max_wait, timeout)
         return self._receive(timeout, None)
 
@@ -377,20 +387,42 @@ class Fleet(VectorEnv):
             if not all(isinstance(e, Answer) for e in pending):
                 return  # faults and remakes are delivered at once
             answered = {id(e.worker.owner) for e in pending}
-            expected = [
-                s
-                for s in self._streams
-                if s.state == _RUNNING
-                and id(s) not in answered
-                and s.sent_at + (s.turnaround or 0.0) <= limit
-            ]
-            remaining = limit - time.monotonic()
-            if not expected or remaining <= 0:
+            resetting = self._still_resetting(answered)
+            if resetting:
+                wait = None if deadline is None else deadline - time.monotonic()
+            else:
+                expected = [
+                    s
+                    for s in self._streams
+                    if s.state == _RUNNING
+                    and id(s) not in answered
+                    and s.sent_at + (s.turnaround or 0.0) <= limit
+                ]
+                if not expected:
+                    return
+                wait = limit - time.monotonic()
+            if wait is not None and wait <= 0:
                 return
-            news = self._wait_events(remaining)
+            news = self._wait_events(wait)
             if not news:
                 return
             pending.extend(news)
+
+    def _still_resetting(self, answered: set[int]) -> bool:
+        """Whether an env that :meth:`async_reset` reset still owes its first answer (one
+        in ``answered``, queued, does not); forgets the reset once none does."""
+        tickets = self._reset_tickets
+        if not tickets:
+            return False
+        for stream in self._streams:
+            if (
+                tickets.get(stream.index) == stream.ticket
+                and stream.state == _RUNNING
+                and id(stream) not in answered
+            ):
+                return True
+        tickets.clear()
+        return False
 
     def send(self, actions: Any, env_ids: Any) -> None:
         """Actions (batched values of ``single_action_space``, in ``env_ids`` order) for
