@@ -318,15 +318,21 @@ def test_recv_returns_the_fast_host_while_the_slow_one_is_in_flight(env_server):
 
 
 class SleepyCartPole(gymnasium.Wrapper):
-    """CartPole whose steps each sleep ``delay`` seconds: a host slower than its peers."""
+    """CartPole whose steps each sleep ``delay`` seconds and resets ``reset_delay``: a
+    host slower than its peers, or one that starts late."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, reset_delay: float = 0.0) -> None:
         super().__init__(gymnasium.make("CartPole-v1"))
         self.delay = delay
+        self.reset_delay = reset_delay
 
     def step(self, action):
         time.sleep(self.delay)
         return self.env.step(action)
+
+    def reset(self, **kwargs):
+        time.sleep(self.reset_delay)
+        return self.env.reset(**kwargs)
 
 
 def test_recv_max_wait_gathers_hosts_expected_soon_but_not_a_slow_one(env_server):
@@ -353,23 +359,11 @@ def test_recv_max_wait_gathers_hosts_expected_soon_but_not_a_slow_one(env_server
     assert sizes[-5:] == [[0, 1]] * 5
 
 
-class SlowResetCartPole(gymnasium.Wrapper):
-    """CartPole whose resets each sleep ``delay`` seconds: a host that starts late."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(gymnasium.make("CartPole-v1"))
-        self.delay = delay
-
-    def reset(self, **kwargs):
-        time.sleep(self.delay)
-        return self.env.reset(**kwargs)
-
-
 def test_the_first_observations_after_async_reset_come_together_in_slot_order(env_server):
     """Hosts whose resets end far apart still start in step: the first ``recv`` waits for
     every env ``async_reset`` reset and lists the slots in order, whoever answered first.
     With a shorter ``timeout`` it returns what came; the rest comes next."""
-    late = env_server(register={"Sim-v0": lambda: SlowResetCartPole(0.2)})
+    late = env_server(register={"Sim-v0": lambda: SleepyCartPole(0.0, reset_delay=0.2)})
     quick = env_server(register={"Sim-v0": lambda: gymnasium.make("CartPole-v1")})
     with Fleet.from_urls([late, quick], "Sim-v0", envs_per_host=2, seed=3, **FAST) as fleet:
         fleet.async_reset(seed=3)

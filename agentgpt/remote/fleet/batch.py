@@ -3,10 +3,10 @@
 A batch holds one row per slot with news: rows of the remote envs that answered since the
 last call, in slot order, followed by rows for slots whose trajectories were cut. Slot
 order whatever order the hosts answered in lets a trainer that acts on every slot at once
-read and write its per-slot caches in place. A slot appears at most
-once per batch, so a cut and the first observation after it always arrive in two
-different batches, in that order; an answer that would collide with a row already in the
-batch waits for the next one.
+read and write its per-slot caches in place. A slot appears at most once per batch, so a
+cut and the first observation after it always arrive in two different batches, in that
+order; an answer that would collide with a row already in the batch waits for the next
+one.
 """
 
 from __future__ import annotations
